@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine: `make test` and `make demo`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1" || $(PY) -m pip install -q torch torchvision
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check img2tab tests benchmarks
+
+test: $(STAMP) lint
+	OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q -m "not slow" tests
+
+demo: $(STAMP)
+	OMP_NUM_THREADS=2 $(VENV)/bin/img2tab demo --out demo_report
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
