@@ -20,6 +20,22 @@ _LAZY: dict[str, str] = {
     # networks and checkpoints
     "StyleLayer": "img2tab.networks.layout",
     "StyleSpaceLayout": "img2tab.networks.layout",
+    "Generator": "img2tab.networks.stylegan2",
+    "GeneratorConfig": "img2tab.networks.stylegan2",
+    "Discriminator": "img2tab.networks.stylegan2",
+    "EncoderConfig": "img2tab.networks.e4e",
+    "Encoder4Editing": "img2tab.networks.e4e",
+    "GradualStyleEncoder": "img2tab.networks.e4e",
+    "Inverter": "img2tab.networks.inverter",
+    "load_generator": "img2tab.checkpoints",
+    "load_inverter": "img2tab.checkpoints",
+    "load_discriminator": "img2tab.checkpoints",
+    "save_generator": "img2tab.checkpoints",
+    "save_inverter": "img2tab.checkpoints",
+    "save_rosinality": "img2tab.checkpoints",
+    "save_e4e": "img2tab.checkpoints",
+    "CheckpointError": "img2tab.errors",
+    "Img2TabInputError": "img2tab.errors",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
@@ -39,4 +55,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .checkpoints import (  # noqa: F401
+        load_discriminator,
+        load_generator,
+        load_inverter,
+        save_e4e,
+        save_generator,
+        save_inverter,
+        save_rosinality,
+    )
+    from .errors import CheckpointError, Img2TabInputError  # noqa: F401
+    from .networks.e4e import Encoder4Editing, EncoderConfig, GradualStyleEncoder  # noqa: F401
+    from .networks.inverter import Inverter  # noqa: F401
     from .networks.layout import StyleLayer, StyleSpaceLayout  # noqa: F401
+    from .networks.stylegan2 import Discriminator, Generator, GeneratorConfig  # noqa: F401
