@@ -472,6 +472,7 @@ def load_inverter(
         if isinstance(latent_avg, torch.Tensor):
             latent_avg = latent_avg.float()
     inv = Inverter(enc.eval(), G.eval(), latent_avg)
+    inv.source_path = str(p)
     return inv.eval().to(device)
 
 
