@@ -34,6 +34,27 @@ _LAZY: dict[str, str] = {
     "save_inverter": "img2tab.checkpoints",
     "save_rosinality": "img2tab.checkpoints",
     "save_e4e": "img2tab.checkpoints",
+    # tabular half (Ψ datasets, classifiers, W1, debugging)
+    "ConceptClassifier": "img2tab.tabular",
+    "ConceptTable": "img2tab.tabular",
+    "DebugReport": "img2tab.tabular",
+    "PsiDataset": "img2tab.tabular",
+    "compare_classifiers": "img2tab.tabular",
+    "concept_contributions": "img2tab.tabular",
+    "debug_classifier": "img2tab.tabular",
+    "global_importance": "img2tab.tabular",
+    "load_classifier": "img2tab.tabular",
+    "load_official_psi": "img2tab.tabular",
+    "select_classifier": "img2tab.tabular",
+    "standardize": "img2tab.tabular",
+    "suggest_exclusions": "img2tab.tabular",
+    "top_concepts": "img2tab.tabular",
+    "wasserstein_relevance": "img2tab.tabular",
+    "fairness_report": "img2tab.tabular",
+    "rank_by_relevance": "img2tab.tabular",
+    # edits
+    "edit": "img2tab.edits",
+    "EditResult": "img2tab.edits",
     "CheckpointError": "img2tab.errors",
     "Img2TabInputError": "img2tab.errors",
 }
@@ -64,8 +85,28 @@ if TYPE_CHECKING:  # pragma: no cover
         save_inverter,
         save_rosinality,
     )
+    from .edits import EditResult, edit  # noqa: F401
     from .errors import CheckpointError, Img2TabInputError  # noqa: F401
     from .networks.e4e import Encoder4Editing, EncoderConfig, GradualStyleEncoder  # noqa: F401
     from .networks.inverter import Inverter  # noqa: F401
     from .networks.layout import StyleLayer, StyleSpaceLayout  # noqa: F401
     from .networks.stylegan2 import Discriminator, Generator, GeneratorConfig  # noqa: F401
+    from .tabular import (  # noqa: F401
+        ConceptClassifier,
+        ConceptTable,
+        DebugReport,
+        PsiDataset,
+        compare_classifiers,
+        concept_contributions,
+        debug_classifier,
+        fairness_report,
+        global_importance,
+        load_classifier,
+        load_official_psi,
+        rank_by_relevance,
+        select_classifier,
+        standardize,
+        suggest_exclusions,
+        top_concepts,
+        wasserstein_relevance,
+    )

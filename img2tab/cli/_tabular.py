@@ -1,0 +1,400 @@
+"""``img2tab fit | relevance | concepts | debug``: the tabular half of Img2Tab from the shell.
+
+Datasets are Ψ dataset directories written by :meth:`img2tab.tabular._dataset.PsiDataset.save`;
+classifiers are directories written by :meth:`ConceptClassifier.save` or XGBoost ``.json`` files
+(e.g. the official ``Final_gender_XGBoost.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from img2tab.errors import Img2TabInputError
+
+__all__ = ["parse_indices", "parse_params", "register"]
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- parsing helpers
+def parse_indices(text: str | None) -> list[int]:
+    """Parse ``"4614,512,10-12"`` into ``[4614, 512, 10, 11, 12]`` (ranges inclusive)."""
+    if text is None:
+        return []
+    out: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            continue
+        rng = re.fullmatch(r"(\d+)-(\d+)", part)
+        try:
+            if rng:
+                a, b = int(rng.group(1)), int(rng.group(2))
+                if b < a:
+                    raise ValueError
+                out.extend(range(a, b + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise Img2TabInputError(
+                f"bad concept index {part!r} in {text!r}; use e.g. 4614,512,10-12"
+            ) from None
+    return out
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """Parse ``["max_depth=6", "learning_rate=0.1", "tree_method=hist"]`` into a dict.
+
+    Values are read as JSON when possible (numbers, ``true``/``false``/``null``, lists), else
+    kept as strings.
+    """
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise Img2TabInputError(f"--param expects key=value, got {item!r}")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+def _load_dataset(path: str, *, need_labels: bool = True) -> Any:
+    from img2tab.tabular._dataset import PsiDataset
+
+    ds = PsiDataset.load(path)
+    if need_labels and ds.labels is None:
+        raise Img2TabInputError(f"dataset {path} has no labels; save it with labels=...")
+    return ds
+
+
+def _load_array(path: str, n: int, what: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no {what} file at {p}")
+    arr = np.load(p, allow_pickle=False) if p.suffix == ".npy" else np.loadtxt(p, dtype=str)
+    arr = np.asarray(arr).reshape(-1)
+    if arr.shape[0] != n:
+        raise Img2TabInputError(f"{what} file {p} has {arr.shape[0]} entries, expected {n}")
+    return arr
+
+
+def _write_text(text: str, output: str | None) -> None:
+    if output in (None, "-"):
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(text, encoding="utf-8")
+        logger.info("wrote %s", output)
+
+
+def _relevance_scores(psi: Any, labels: Any, standardize: bool, progress: bool) -> np.ndarray:
+    from img2tab.tabular._wasserstein import wasserstein_relevance
+
+    w = np.asarray(
+        wasserstein_relevance(psi, labels, standardize=standardize, progress=progress),
+        dtype=np.float64,
+    )
+    return w.max(axis=0) if w.ndim == 2 else w  # multi-class: largest one-vs-rest W1
+
+
+# --------------------------------------------------------------------------- commands
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from img2tab.tabular._classifier import ConceptClassifier
+    from img2tab.tabular._selection import classification_metrics
+
+    ds = _load_dataset(args.dataset)
+    clf = ConceptClassifier(
+        model=args.model,
+        preset=args.preset,
+        params=parse_params(args.param) or None,
+        masked_features=parse_indices(args.exclude) or None,
+        mask_strategy=args.mask_strategy,
+        random_state=args.random_state,
+        device=args.device,
+        early_stopping_rounds=args.early_stopping_rounds,
+    )
+    logger.info("fitting %s on %d rows x %d features", args.model, len(ds), ds.n_features)
+    clf.fit(ds.psi, ds.labels, progress=not args.no_progress)
+    out = clf.save(args.output)
+    summary: dict[str, Any] = {
+        "output": str(out),
+        "model": args.model,
+        "n_train": len(ds),
+        "n_features": ds.n_features,
+        "masked": clf.masked_features_.tolist(),
+        "best_iteration": clf.best_iteration_,
+        "train": classification_metrics(clf, ds.psi, ds.labels),
+    }
+    if args.eval:
+        ev = _load_dataset(args.eval)
+        summary["eval"] = classification_metrics(clf, ev.psi, ev.labels)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _cmd_relevance(args: argparse.Namespace) -> int:
+    from img2tab.tabular._importance import concept_table, rank_descending
+
+    ds = _load_dataset(args.dataset, need_labels=args.by == "labels")
+    target = ds.labels if args.by == "labels" else ds.protected
+    if target is None:
+        raise Img2TabInputError(f"dataset {args.dataset} has no protected attribute")
+    w = _relevance_scores(ds.psi, target, not args.no_standardize, not args.no_progress)
+    order = rank_descending(w)
+    if args.top:
+        order = order[: args.top]
+    table = concept_table(order, ds.layout, ds.n_features, w1=w[order]).select(
+        "rank", "feature", "layer", "channel", "resolution", "is_torgb", "w1"
+    )
+    text = table.to_markdown() if args.format == "markdown" else table.to_csv()
+    _write_text(text, args.output)
+    return 0
+
+
+def _cmd_concepts(args: argparse.Namespace) -> int:
+    from img2tab.tabular._classifier import load_classifier
+    from img2tab.tabular._importance import global_importance
+
+    clf = load_classifier(args.classifier)
+    layout, w1, X, y = None, None, None, None
+    if args.dataset:
+        ds = _load_dataset(args.dataset)
+        if ds.n_features != clf.n_features_in_:
+            raise Img2TabInputError(
+                f"dataset has {ds.n_features} features, but the classifier is expecting "
+                f"{clf.n_features_in_} features as input"
+            )
+        layout, X, y = ds.layout, ds.psi, ds.labels
+        w1 = _relevance_scores(ds.psi, ds.labels, True, not args.no_progress)
+    if args.importance_type == "permutation" and X is None:
+        raise Img2TabInputError("--importance-type permutation needs --dataset")
+    table = global_importance(
+        clf,
+        args.importance_type,
+        layout,
+        X=X,
+        y=y,
+        all_trees=args.all_trees,
+        w1=w1,
+    )
+    if args.top:
+        table = table.head(args.top)
+    text = table.to_markdown() if args.format == "markdown" else table.to_csv()
+    _write_text(text, args.output)
+    return 0
+
+
+def _cmd_debug(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from img2tab.tabular._classifier import load_classifier
+    from img2tab.tabular._debugging import debug_classifier, suggest_exclusions
+    from img2tab.tabular._plots import plot_debug_report
+
+    if not args.exclude and not args.suggest:
+        raise Img2TabInputError("give --exclude INDICES or --suggest N")
+    steps = tqdm(total=4, desc="debug", unit="step", disable=args.no_progress)
+    clf = load_classifier(args.classifier)
+    train = _load_dataset(args.train)
+    train_prot = _load_array(args.protected, len(train), "protected") if args.protected else train.protected
+    refit = False
+    if args.eval:
+        ev = _load_dataset(args.eval)
+        eval_prot = (
+            _load_array(args.eval_protected, len(ev), "protected") if args.eval_protected else ev.protected
+        )
+        X_tr, y_tr, p_tr = train.psi, train.labels, train_prot
+        X_ev, y_ev = ev.psi, ev.labels
+    else:  # hold out part of the training set; refit the baseline on the same rows
+        from sklearn.model_selection import train_test_split
+
+        idx = np.arange(len(train))
+        tr, te = train_test_split(
+            idx, test_size=args.test_size, stratify=train.labels, random_state=args.seed
+        )
+        tr, te = np.sort(tr), np.sort(te)
+        X_tr, y_tr = np.asarray(train.psi[tr]), train.labels[tr]
+        X_ev, y_ev = np.asarray(train.psi[te]), train.labels[te]
+        p_tr = None if train_prot is None else train_prot[tr]
+        eval_prot = None if train_prot is None else train_prot[te]
+        refit = True
+    steps.update(1)
+
+    exclude: list[int] = parse_indices(args.exclude)
+    suggestions = None
+    if args.suggest:
+        if p_tr is None:
+            raise Img2TabInputError(
+                "--suggest needs a protected attribute: save the training dataset with "
+                "protected=... or pass --protected FILE.npy"
+            )
+        suggestions = suggest_exclusions(
+            clf, X_tr, p_tr, k_important=args.k_important, n=args.suggest, layout=train.layout
+        )
+        exclude = sorted(set(exclude) | set(suggestions.features.tolist()))
+    steps.update(1)
+    report = debug_classifier(
+        clf,
+        X_tr,
+        y_tr,
+        X_ev,
+        y_ev,
+        exclude,
+        protected_eval=eval_prot,
+        strategy=args.strategy,
+        layout=train.layout,
+        refit_baseline=refit,
+    )
+    steps.update(1)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    data = report.to_dict()
+    if suggestions is not None:
+        data["suggested"] = suggestions.to_dicts()
+    (out / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    fig = plot_debug_report(report)
+    fig.savefig(out / "report.png", dpi=120)
+    if not args.no_save_classifier:
+        report.classifier.save(out / "classifier")
+    steps.update(1)
+    steps.close()
+    print(report.to_markdown())
+    print(f"wrote {out / 'report.json'} and {out / 'report.png'}")
+    return 0
+
+
+# --------------------------------------------------------------------------- registration
+def _add_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``fit``, ``relevance``, ``concepts`` and ``debug`` subcommands."""
+    from img2tab.tabular._classifier import MODELS, PRESETS
+
+    p = subparsers.add_parser(
+        "fit",
+        help="train a concept classifier on a Ψ dataset",
+        description="Train a ConceptClassifier on a Ψ dataset and save it to a directory.",
+    )
+    p.add_argument("dataset", help="Ψ dataset directory (with labels)")
+    p.add_argument("-o", "--output", required=True, help="output classifier directory")
+    p.add_argument("--model", default="xgboost", choices=MODELS, help="tabular model")
+    p.add_argument(
+        "--preset", default=None, choices=sorted(PRESETS), help="official XGBoost hyper-parameters"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="inner-model parameter, repeatable (e.g. --param n_estimators=200)",
+    )
+    p.add_argument("--exclude", metavar="INDICES", help="concepts to mask, e.g. 4614,512,10-12")
+    p.add_argument("--mask-strategy", default="drop", choices=("drop", "mean"))
+    p.add_argument("--device", default=None, help="XGBoost device (default: cuda if available)")
+    p.add_argument("--random-state", type=int, default=None)
+    p.add_argument("--early-stopping-rounds", type=int, default=None)
+    p.add_argument("--eval", metavar="DATASET", help="also report metrics on this dataset")
+    _add_progress(p)
+    p.set_defaults(func=_cmd_fit)
+
+    p = subparsers.add_parser(
+        "relevance",
+        help="rank concepts by Wasserstein-1 class relevance",
+        description="Rank Ψ columns by the W1 distance between classes (z-scored columns) and "
+        "write a CSV: rank, feature, layer, channel, resolution, is_torgb, w1.",
+    )
+    p.add_argument("dataset", help="Ψ dataset directory")
+    p.add_argument("-o", "--output", default=None, help="output file (default: stdout)")
+    p.add_argument("--top", type=int, default=None, help="only the N most relevant concepts")
+    p.add_argument(
+        "--by",
+        choices=("labels", "protected"),
+        default="labels",
+        help="relevance to the labels or to the protected attribute",
+    )
+    p.add_argument("--no-standardize", action="store_true", help="W1 on raw values")
+    p.add_argument("--format", choices=("csv", "markdown"), default="csv")
+    _add_progress(p)
+    p.set_defaults(func=_cmd_relevance)
+
+    p = subparsers.add_parser(
+        "concepts",
+        help="list a classifier's important concepts",
+        description="Write a classifier's concept importance table (CSV or markdown). With "
+        "--dataset a w1 column is added.",
+    )
+    p.add_argument("classifier", help="classifier directory or XGBoost .json/.ubj file")
+    p.add_argument("--dataset", default=None, help="Ψ dataset for the W1 column / layout")
+    p.add_argument("--top", type=int, default=20, help="number of concepts (0: all)")
+    p.add_argument(
+        "--importance-type",
+        default=None,
+        choices=("gain", "weight", "cover", "total_gain", "total_cover", "permutation"),
+        help="default: the classifier's feature_importances_",
+    )
+    p.add_argument(
+        "--all-trees",
+        action="store_true",
+        help="XGBoost: count trees after best_iteration too (official behaviour)",
+    )
+    p.add_argument("--format", choices=("csv", "markdown"), default="csv")
+    p.add_argument("-o", "--output", default=None, help="output file (default: stdout)")
+    _add_progress(p)
+    p.set_defaults(func=_cmd_concepts)
+
+    p = subparsers.add_parser(
+        "debug",
+        help="exclude concepts, retrain, report accuracy and fairness",
+        description="Exclude concepts from a classifier, retrain it, and write report.json, "
+        "report.png and the retrained classifier to the output directory.",
+    )
+    p.add_argument("classifier", help="classifier directory or XGBoost .json/.ubj file")
+    p.add_argument("--train", required=True, help="Ψ dataset for retraining")
+    p.add_argument(
+        "--eval",
+        default=None,
+        help="Ψ dataset for the metrics (default: a stratified split of --train)",
+    )
+    p.add_argument("--test-size", type=float, default=0.2, help="held-out fraction without --eval")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
+    p.add_argument("--exclude", metavar="INDICES", help="concepts to exclude, e.g. 4614,10-12")
+    p.add_argument(
+        "--suggest",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also exclude the N important concepts most related to the protected attribute",
+    )
+    p.add_argument(
+        "--k-important",
+        type=int,
+        default=50,
+        help="how many top important concepts --suggest considers",
+    )
+    p.add_argument(
+        "--protected",
+        default=None,
+        metavar="FILE",
+        help=".npy/.txt protected attribute for --train rows (default: the dataset's own)",
+    )
+    p.add_argument(
+        "--eval-protected",
+        default=None,
+        metavar="FILE",
+        help=".npy/.txt protected attribute for --eval rows",
+    )
+    p.add_argument("--strategy", choices=("drop", "mean"), default="drop")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--no-save-classifier", action="store_true", help="do not save the retrained classifier")
+    _add_progress(p)
+    p.set_defaults(func=_cmd_debug)

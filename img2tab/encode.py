@@ -1,0 +1,155 @@
+"""Encoding many images to a Ψ dataset, in shards, resumable after interruption.
+
+Images are listed once in a fixed order and cut into shards of ``shard_size`` positions. Each shard
+is encoded in batches and written atomically as its own :class:`~img2tab.tabular.PsiDataset` under
+``<out>.shards/``; a manifest records the ordered ids and the model. A rerun skips finished shards
+(an interrupted shard is redone from its start), so rows are never lost or duplicated. When every
+shard exists they are concatenated into ``<out>`` (atomically) and the shard folder is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import Img2TabInputError
+from .io import LoadReport, _expand, iter_image_batches
+from .networks.inverter import Inverter
+from .tabular import PsiDataset
+
+__all__ = ["encode_to_dataset"]
+
+logger = logging.getLogger(__name__)
+
+_MANIFEST = "manifest.json"
+
+
+def _ids_digest(ids: list[str]) -> str:
+    h = hashlib.sha256()
+    for i in ids:
+        h.update(i.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def encode_to_dataset(
+    sources: Any,
+    inverter: Inverter,
+    out: str | os.PathLike,
+    *,
+    batch_size: int = 32,
+    shard_size: int = 1024,
+    labels: Callable[[list[str]], np.ndarray] | None = None,
+    protected: Callable[[list[str]], np.ndarray] | None = None,
+    label_names: Iterable[str] | None = None,
+    skip_errors: bool = False,
+    crop: str | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    meta: dict | None = None,
+) -> PsiDataset:
+    """Encode images to a Ψ dataset at ``out`` (resuming a previous interrupted run).
+
+    Args:
+        sources: a folder, file paths, or anything :func:`img2tab.io.iter_image_batches` takes.
+        inverter: the e4e inverter.
+        out: output dataset directory (convention ``name.psi``).
+        batch_size: images per encoder call.
+        shard_size: images per shard (the unit of resumption).
+        labels: maps a list of image ids to their labels ``(n,)`` (e.g. a CSV lookup).
+        protected: same for a protected attribute.
+        label_names: names of the classes.
+        skip_errors: skip unreadable images (recorded in the dataset's ``meta["skipped"]``).
+        crop: ``"center"`` to centre-crop before resizing.
+        device: torch device for the inverter.
+        progress: show a progress bar.
+        meta: extra metadata stored with the dataset.
+
+    Returns:
+        The finished dataset (memory-mapped).
+    """
+    out = Path(out)
+    if batch_size < 1 or shard_size < 1:
+        raise Img2TabInputError("batch_size and shard_size must be positive")
+    items = _expand(sources)
+    ids = [ident for ident, _ in items]
+    if len(set(ids)) != len(ids):
+        raise Img2TabInputError("the same image is listed twice; ids must be unique")
+    shard_dir = out.with_name(out.name + ".shards")
+    n_shards = (len(ids) + shard_size - 1) // shard_size
+    model_desc = {
+        "source_path": getattr(inverter, "source_path", None),
+        "input_size": inverter.input_size,
+        "n_features": inverter.layout.total,
+    }
+    manifest = {"n_images": len(ids), "ids_sha256": _ids_digest(ids), "shard_size": shard_size,
+                "n_shards": n_shards, "model": model_desc, "crop": crop}
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    mpath = shard_dir / _MANIFEST
+    if mpath.exists():
+        old = json.loads(mpath.read_text())
+        if {k: old.get(k) for k in manifest} != manifest:
+            raise Img2TabInputError(
+                f"{shard_dir} holds an unfinished run with different images, shard size or model; "
+                "remove that folder or choose another --out"
+            )
+    else:
+        _write_json(mpath, manifest)
+    inv = inverter.to(device).eval()
+    gen = inv.generator
+    done = [i for i in range(n_shards) if (shard_dir / f"shard-{i:05d}.psi" / "meta.json").exists()]
+    if done:
+        logger.info("resuming: %d of %d shards already encoded", len(done), n_shards)
+    bar = tqdm(total=len(ids), desc="encode", unit="img", disable=not progress)
+    bar.update(min(len(done) * shard_size, len(ids)))
+    for s in range(n_shards):
+        target = shard_dir / f"shard-{s:05d}.psi"
+        if s in done:
+            continue
+        chunk = items[s * shard_size:(s + 1) * shard_size]
+        report = LoadReport()
+        rows, got_ids = [], []
+        for bids, x in iter_image_batches([it for _, it in chunk], inv.input_size, batch_size,
+                                          crop=crop, skip_errors=skip_errors, report=report):
+            with torch.no_grad():
+                rows.append(gen.psi(inv.encode(x.to(device))).cpu().numpy())
+            got_ids.extend(bids)
+            bar.update(len(bids))
+        bar.update(len(report.skipped))
+        # iter_image_batches names in-memory items by position within the chunk: map back
+        by_pos = {f"input[{j}]": chunk[j][0] for j in range(len(chunk))}
+        got_ids = [by_pos.get(i, i) for i in got_ids]
+        psi = np.concatenate(rows) if rows else np.zeros((0, inv.layout.total), np.float32)
+        PsiDataset(psi, ids=np.asarray(got_ids, dtype=str), layout=inv.layout,
+                   meta={"skipped": [list(t) for t in report.skipped]}).save(target)
+    bar.close()
+    parts = [PsiDataset.load(shard_dir / f"shard-{s:05d}.psi") for s in range(n_shards)]
+    all_ids = np.concatenate([p.ids for p in parts if len(p)]) if parts else np.zeros(0, str)
+    psi = np.concatenate([np.asarray(p.psi) for p in parts])
+    skipped = [t for p in parts for t in p.meta.get("skipped", [])]
+    y = labels(list(all_ids)) if labels is not None else None
+    prot = protected(list(all_ids)) if protected is not None else None
+    info = {"encoder": model_desc, "skipped": skipped, **(meta or {})}
+    ds = PsiDataset(psi, y, prot, all_ids, layout=inv.layout,
+                    label_names=tuple(label_names) if label_names else None, meta=info)
+    ds.save(out)
+    shutil.rmtree(shard_dir)
+    if skipped:
+        logger.warning("skipped %d unreadable image(s); see meta['skipped']", len(skipped))
+    return PsiDataset.load(out)

@@ -1,0 +1,122 @@
+"""Concept-level debugging with fairness metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from img2tab.errors import Img2TabInputError
+from img2tab.tabular._classifier import ConceptClassifier
+from img2tab.tabular._debugging import METRICS, DebugReport, debug_classifier, evaluate, suggest_exclusions
+
+SIGNAL, SHORTCUT = 7, 3
+FAST = {"n_estimators": 30, "max_depth": 3, "n_jobs": 1}
+
+
+def biased(n: int, seed: int, p_agree: float):
+    """y carried by feature 7; protected group g carried strongly by feature 3.
+
+    In training data y agrees with g with probability ``p_agree`` (a spurious shortcut); in
+    the evaluation data y and g are independent (p_agree = 0.5).
+    """
+    rng = np.random.default_rng(seed)
+    g = (rng.random(n) < 0.5).astype(np.int64)
+    y = np.where(rng.random(n) < p_agree, g, 1 - g)
+    X = rng.normal(size=(n, 16)).astype(np.float32)
+    X[:, SIGNAL] += 1.2 * y
+    X[:, SHORTCUT] += 3.0 * g
+    return X, y, g
+
+
+@pytest.fixture(scope="module")
+def split():
+    X, y, g = biased(600, 0, 0.95)
+    Xe, ye, ge = biased(400, 1, 0.5)
+    return X, y, g, Xe, ye, ge
+
+
+@pytest.fixture(scope="module")
+def fitted(split):
+    X, y, *_ = split
+    return ConceptClassifier(params=FAST, random_state=0).fit(X, y)
+
+
+def test_suggest_exclusions_finds_protected_concept(split, fitted):
+    X, _, g, *_ = split
+    table = suggest_exclusions(fitted, X, g, k_important=5, n=2)
+    assert len(table) == 2
+    assert table["feature"][0] == SHORTCUT
+    assert {"importance", "importance_rank", "w1_protected"} <= set(table.column_names)
+    assert table["w1_protected"][0] >= table["w1_protected"][1]
+
+
+def test_debug_removes_shortcut_and_improves_fairness(split, fitted):
+    X, y, g, Xe, ye, ge = split
+    copies = [a.copy() for a in (X, y, Xe, ye, ge)]
+    proba_before = fitted.predict_proba(Xe)
+    report = debug_classifier(fitted, X, y, Xe, ye, exclude=[SHORTCUT], protected_eval=ge)
+    assert isinstance(report, DebugReport)
+    assert set(report.before) == set(METRICS) == set(report.after)
+    assert report.excluded == (SHORTCUT,)
+    assert report.after["dp_difference"] < report.before["dp_difference"]
+    assert report.after["dp_difference"] < 0.15
+    assert report.after["eo_difference"] < report.before["eo_difference"]
+    assert report.after["accuracy"] > report.before["accuracy"]
+    assert report.classifier.feature_importances_[SHORTCUT] == 0
+    assert report.excluded_concepts["feature"].tolist() == [SHORTCUT]
+    # nothing the caller passed in changed
+    for a, b in zip((X, y, Xe, ye, ge), copies):
+        np.testing.assert_array_equal(a, b)
+    assert fitted.masked_features is None
+    np.testing.assert_array_equal(fitted.predict_proba(Xe), proba_before)
+    assert report.baseline is fitted
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["excluded"] == [SHORTCUT] and data["strategy"] == "drop"
+    assert data["delta"]["dp_difference"] < 0
+    assert "| dp_difference |" in report.to_markdown()
+
+
+def test_debug_mean_strategy_unfitted_and_suggestion_table(split):
+    X, y, g, Xe, ye, ge = split
+    clf = ConceptClassifier("logreg", masked_features=[0])
+    sugg = suggest_exclusions(ConceptClassifier("logreg").fit(X, y), X, g, n=1)
+    report = debug_classifier(clf, X, y, Xe, ye, sugg, strategy="mean")
+    assert not hasattr(clf, "classes_")  # the caller's estimator stays unfitted
+    assert report.masked == (0, SHORTCUT)
+    assert report.classifier.mask_strategy == "mean"
+    assert report.before["dp_difference"] is None  # no protected attribute given
+    assert report.to_dict()["after"]["eo_difference"] is None
+
+
+def test_evaluate_without_and_with_protected(split, fitted):
+    _, _, _, Xe, ye, ge = split
+    plain = evaluate(fitted, Xe, ye)
+    assert plain["dp_difference"] is None and 0 <= plain["accuracy"] <= 1
+    fair = evaluate(fitted, Xe, ye, ge)
+    assert 0 <= fair["dp_difference"] <= 1
+    with pytest.raises(Img2TabInputError, match="protected has 3 entries"):
+        evaluate(fitted, Xe, ye, ge[:3])
+
+
+@pytest.mark.parametrize(
+    ("exclude", "match"),
+    [
+        ([], "exclude is empty"),
+        ([16], "out of range for 16 features"),
+        ([2, 2], "duplicates"),
+    ],
+)
+def test_debug_bad_exclusions(split, fitted, exclude, match):
+    X, y, _, Xe, ye, _ = split
+    with pytest.raises(Img2TabInputError, match=match):
+        debug_classifier(fitted, X, y, Xe, ye, exclude)
+
+
+def test_debug_rejects_other_estimators(split):
+    from sklearn.linear_model import LogisticRegression
+
+    X, y, _, Xe, ye, _ = split
+    with pytest.raises(Img2TabInputError, match="needs a ConceptClassifier"):
+        debug_classifier(LogisticRegression(), X, y, Xe, ye, [1])
