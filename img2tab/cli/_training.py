@@ -148,8 +148,10 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
 
     _setup(args)
     kw = _kwargs(args, _RUN + _GEN + _ENC + [
-        "encoder_lr", "mse_lambda", "l1_lambda", "msssim_lambda", "delta_norm_lambda",
-        "adv_lambda", "adv_start", "d_lr", "r1", "d_reg_every", "mapping_lambda", "mapping_lr",
+        "encoder_lr", "lr_decay_start", "lr_final", "mse_lambda", "l1_lambda", "msssim_lambda",
+        "delta_norm_lambda",
+        "adv_lambda", "adv_start", "adv_every", "d_lr", "r1", "d_reg_every", "mapping_lambda",
+        "mapping_lr",
         "ema_decay", "noise_mode", "n_sample"])
     cfg = AutoencoderTrainConfig(**kw)
     trainer = AutoencoderTrainer(cfg, args.data, args.out, resume=args.resume)
@@ -241,6 +243,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--adv-lambda", type=float, default=None,
                    help="adversarial weight (0.02; 0 = pure autoencoder)")
     g.add_argument("--adv-start", type=int, default=None, help="first adversarial step (2000)")
+    g.add_argument("--adv-every", type=int, default=None,
+                   help="adversarial term / discriminator step every N steps (1)")
     g.add_argument("--d-lr", type=float, default=None, help="discriminator lr (0 = --lr)")
     g.add_argument("--r1", type=float, default=None, help="R1 weight (1.0)")
     g.add_argument("--d-reg-every", type=int, default=None, help="R1 interval (16)")
@@ -250,6 +254,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--mapping-lr", type=float, default=None, help="mapping lr (0.01)")
     g.add_argument("--ema-decay", type=float, default=None,
                    help="EMA of encoder and generator (0.999; 0 = off)")
+    g.add_argument("--lr-decay-start", type=float, default=None,
+                   help="fraction of --steps after which the lr decays linearly (1.0 = constant)")
+    g.add_argument("--lr-final", type=float, default=None,
+                   help="final lr ratio of that decay (0.05)")
     g.add_argument("--noise-mode", choices=("const", "random"), default=None,
                    help="generator noise during training (const)")
     g.add_argument("--n-sample", type=int, default=None, help="images per sample grid")
