@@ -52,6 +52,13 @@ _LAZY: dict[str, str] = {
     "wasserstein_relevance": "img2tab.tabular",
     "fairness_report": "img2tab.tabular",
     "rank_by_relevance": "img2tab.tabular",
+    # high level
+    "Img2Tab": "img2tab.model",
+    "Explanation": "img2tab.model",
+    "load_default": "img2tab.default",
+    "load_images": "img2tab.io",
+    "align_face": "img2tab.align",
+    "encode_to_dataset": "img2tab.encode",
     # edits
     "edit": "img2tab.edits",
     "EditResult": "img2tab.edits",
@@ -76,6 +83,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .align import align_face  # noqa: F401
     from .checkpoints import (  # noqa: F401
         load_discriminator,
         load_generator,
@@ -85,8 +93,12 @@ if TYPE_CHECKING:  # pragma: no cover
         save_inverter,
         save_rosinality,
     )
+    from .default import load_default  # noqa: F401
     from .edits import EditResult, edit  # noqa: F401
+    from .encode import encode_to_dataset  # noqa: F401
     from .errors import CheckpointError, Img2TabInputError  # noqa: F401
+    from .io import load_images  # noqa: F401
+    from .model import Explanation, Img2Tab  # noqa: F401
     from .networks.e4e import Encoder4Editing, EncoderConfig, GradualStyleEncoder  # noqa: F401
     from .networks.inverter import Inverter  # noqa: F401
     from .networks.layout import StyleLayer, StyleSpaceLayout  # noqa: F401

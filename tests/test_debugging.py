@@ -120,3 +120,25 @@ def test_debug_rejects_other_estimators(split):
     X, y, _, Xe, ye, _ = split
     with pytest.raises(Img2TabInputError, match="needs a ConceptClassifier"):
         debug_classifier(LogisticRegression(), X, y, Xe, ye, [1])
+
+
+def test_flag_spurious_concepts_separates_nuisance_from_class():
+    from img2tab.tabular import conditional_relevance, flag_spurious_concepts
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    y = rng.integers(0, 2, n)
+    spur = np.where(rng.random(n) < 0.9, y, 1 - y)  # 90 % agreement with the class
+    X = rng.normal(size=(n, 12)).astype(np.float32)
+    X[:, 3] += 2.0 * y  # class concept
+    X[:, 7] += 2.0 * spur  # nuisance concept
+    X[:, 8] += 1.5 * spur
+    before = X.copy()
+    plain = np.abs(X[y == 1].mean(0) - X[y == 0].mean(0))
+    assert plain[7] > 1.0  # unconditioned, the nuisance looks class-relevant
+    cond = conditional_relevance(X, spur, y)
+    assert cond[3] < 0.2 and cond[7] > 1.0
+    table = flag_spurious_concepts(X, y, spur)
+    assert list(table["feature"]) == [7, 8]
+    assert (table["w1_spurious"] > table["w1_class"]).all()
+    np.testing.assert_array_equal(X, before)

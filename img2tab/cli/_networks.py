@@ -19,7 +19,7 @@ def _load_model(spec: str, device: str) -> Any:
     if spec == "default":
         from img2tab import load_default
 
-        return load_default(device=device).inverter
+        return load_default(device=device)
     from img2tab.checkpoints import load_inverter
 
     return load_inverter(spec, device=device)

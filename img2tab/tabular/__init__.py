@@ -22,7 +22,14 @@ from ._dataset import (
     load_official_psi,
     standardize,
 )
-from ._debugging import DebugReport, debug_classifier, evaluate, suggest_exclusions
+from ._debugging import (
+    DebugReport,
+    conditional_relevance,
+    debug_classifier,
+    evaluate,
+    flag_spurious_concepts,
+    suggest_exclusions,
+)
 from ._fairness import (
     demographic_parity_difference,
     equalized_odds_difference,
@@ -66,6 +73,7 @@ __all__ = [
     "classification_metrics",
     "compare_classifiers",
     "concept_contributions",
+    "conditional_relevance",
     "concept_table",
     "debug_classifier",
     "default_device",
@@ -74,6 +82,7 @@ __all__ = [
     "equalized_odds_difference",
     "evaluate",
     "fairness_report",
+    "flag_spurious_concepts",
     "global_importance",
     "group_rates",
     "importance_vector",

@@ -35,7 +35,15 @@ from ._importance import (
 )
 from ._selection import classification_metrics
 
-__all__ = ["METRICS", "DebugReport", "debug_classifier", "evaluate", "suggest_exclusions"]
+__all__ = [
+    "METRICS",
+    "DebugReport",
+    "conditional_relevance",
+    "debug_classifier",
+    "evaluate",
+    "flag_spurious_concepts",
+    "suggest_exclusions",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -320,3 +328,82 @@ def suggest_exclusions(
         importance_rank=(pick + 1).astype(np.int64),
         w1_protected=w[pick],
     )
+
+
+def conditional_relevance(X: Any, attribute: Any, given: Any, *, standardize: bool = True) -> np.ndarray:
+    """W1 relevance of every concept to a binary ``attribute`` *within* each stratum of ``given``.
+
+    For each value ``g`` of ``given`` (e.g. the class), the per-feature W1 between the two groups of
+    ``attribute`` is computed on the rows with ``given == g`` (on Ψ z-scored over all rows); the
+    result is the row-weighted mean over strata. Conditioning removes the part of the relevance
+    that only reflects a correlation between ``attribute`` and ``given``: with a spurious factor
+    correlated with the class, class concepts score ~0 here while nuisance concepts keep their score.
+
+    Args:
+        X: ``(N, D)`` Ψ. Never modified.
+        attribute: ``(N,)`` binary attribute.
+        given: ``(N,)`` stratifying variable (e.g. labels).
+        standardize: z-score the columns over all rows first.
+
+    Returns:
+        ``(D,)`` float64.
+    """
+    from ._dataset import check_labels, check_psi
+    from ._dataset import standardize as _standardize
+    from ._wasserstein import wasserstein_relevance
+
+    x = check_psi(X, "X")
+    a = check_labels(attribute, x.shape[0], name="attribute")
+    g = np.asarray(given)
+    if g.shape != (x.shape[0],):
+        raise Img2TabInputError(f"given has shape {g.shape}, expected ({x.shape[0]},)")
+    z = _standardize(x)[0] if standardize else x
+    total = np.zeros(x.shape[1])
+    weight = 0
+    for value in np.unique(g):
+        m = g == value
+        if len(np.unique(a[m])) < 2:
+            continue  # this stratum has one group only: no information
+        total += m.sum() * np.asarray(wasserstein_relevance(z[m], a[m], standardize=False))
+        weight += m.sum()
+    if weight == 0:
+        raise Img2TabInputError("attribute takes a single value within every stratum of given")
+    return total / weight
+
+
+def flag_spurious_concepts(
+    X: Any,
+    y: Any,
+    spurious: Any,
+    *,
+    min_w1: float = 0.25,
+    ratio: float = 1.0,
+    layout: StyleSpaceLayout | None = None,
+) -> ConceptTable:
+    """Concepts that encode a nuisance attribute rather than the class.
+
+    A concept ``k`` is flagged when, with confounding removed by conditioning,
+    ``W1(k; spurious | y) > max(min_w1, ratio * W1(k; y | spurious))`` — it separates the nuisance
+    groups within each class more than it separates the classes within each nuisance group.
+
+    Args:
+        X: ``(N, D)`` Ψ (e.g. the biased training set).
+        y: ``(N,)`` class labels.
+        spurious: ``(N,)`` binary nuisance attribute.
+        min_w1: minimum conditional W1 (in standard deviations) to flag.
+        ratio: how much more nuisance- than class-relevant a flagged concept must be.
+        layout: StyleSpace layout for the table.
+
+    Returns:
+        :class:`ConceptTable` of flagged concepts, most nuisance-relevant first, with columns
+        ``w1_spurious`` and ``w1_class`` (both conditional).
+    """
+    from ._dataset import check_psi
+
+    x = check_psi(X, "X")
+    w_sp = conditional_relevance(x, spurious, y)
+    w_cl = conditional_relevance(x, y, spurious)
+    flagged = np.flatnonzero((w_sp > min_w1) & (w_sp > ratio * w_cl))
+    order = flagged[rank_descending(w_sp[flagged])]
+    return concept_table(order, resolve_layout(layout, x.shape[1]), x.shape[1],
+                         w1_spurious=w_sp[order], w1_class=w_cl[order])

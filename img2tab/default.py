@@ -1,0 +1,62 @@
+"""The embedded default model: a small StyleGAN2 + e4e pair trained by img2tab on the concept world.
+
+The weights live in ``pretrained_models/default/`` of the repository (model card:
+``pretrained_models/README.md``). They are ordinary e4e-layout files, so
+``img2tab.load_inverter(path)`` and ``img2tab.load_generator(path)`` read them like the official
+ones; :func:`load_default` only finds the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .networks.inverter import Inverter
+
+__all__ = ["DEFAULT_FILE", "default_model_path", "load_default"]
+
+DEFAULT_FILE = "default/img2tab_world32_e4e.pt"
+_WORLD_SIZE = 32
+
+
+def default_model_path() -> Path:
+    """Where the default weights are: ``$IMG2TAB_HOME/<file>``, the repository's
+    ``pretrained_models/<file>``, or ``./pretrained_models/<file>``.
+
+    Raises:
+        FileNotFoundError: with the places searched.
+    """
+    candidates = []
+    home = os.environ.get("IMG2TAB_HOME")
+    if home:
+        candidates.append(Path(home) / DEFAULT_FILE)
+    candidates.append(Path(__file__).resolve().parents[1] / "pretrained_models" / DEFAULT_FILE)
+    candidates.append(Path("pretrained_models") / DEFAULT_FILE)
+    for c in candidates:
+        if c.exists():
+            return c
+    raise FileNotFoundError(
+        "the embedded default model was not found (looked in: "
+        + ", ".join(str(c) for c in candidates)
+        + "); it ships with the img2tab repository under pretrained_models/default/"
+    )
+
+
+def load_default(device: str | torch.device = "cpu") -> Inverter:
+    """Load the embedded default inverter (e4e + StyleGAN2 trained on the 32 px concept world).
+
+    Returns:
+        An :class:`~img2tab.networks.inverter.Inverter`; ``inv.generator`` renders 32 px images,
+        ``inv.psi(images)`` gives Ψ. Render matching images with
+        ``img2tab.data.ConceptWorld(size=32)``.
+    """
+    from .checkpoints import load_inverter
+
+    return load_inverter(default_model_path(), device=device)
+
+
+def world_size() -> int:
+    """Image size of the concept world the default model was trained on."""
+    return _WORLD_SIZE
