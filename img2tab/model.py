@@ -258,17 +258,22 @@ class Img2Tab:
     ) -> Explanation:
         """Top concepts of each image with their contributions, and rendered edits of them.
 
+        ``images`` may be images, W+ ``[B, n_latent, style_dim]`` or Ψ ``[B, D]``.
+
         Each image's concepts are ranked by |contribution| (XGBoost SHAP values) when available,
         else by global importance. With ``render=True`` the top concepts of the *first* image's
         ranking are edited on all images (one batch) and re-classified.
         """
         self._check_fitted()
         is_psi = isinstance(images, np.ndarray | torch.Tensor) and np.ndim(images) == 2
+        is_w = (isinstance(images, torch.Tensor) and images.ndim == 3 and self.inverter is not None
+                and images.shape[1:] == (self.inverter.generator.n_latent,
+                                         self.inverter.generator.style_dim))
         if is_psi:
             psi = np.asarray(images, dtype=np.float32)
             w = None
         else:
-            w = self.encode_w(images)
+            w = images.detach().cpu() if is_w else self.encode_w(images)
             gen = self._require_inverter().generator
             with torch.no_grad():
                 psi = gen.psi(w.to(next(gen.parameters()).device)).cpu().numpy()

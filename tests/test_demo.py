@@ -1,0 +1,41 @@
+"""The demo pipeline end to end on a tiny random inverter (reduced sizes), and its CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from img2tab.cli import main
+from img2tab.demo import DemoConfig, run_demo
+
+
+def test_demo_writes_report(tmp_path, tiny_inverter):
+    cfg = DemoConfig(n_train=120, n_test=60, n_spurious_train=120, n_spurious_test=60,
+                     xgb_trees=10, n_explain=1, n_gallery=2, top_k=3)
+    m = run_demo(tmp_path, tiny_inverter, cfg, progress=False)
+    report = (tmp_path / "report.md").read_text()
+    for section in ("Choosing the classifier", "Measuring concept importance",
+                    "Concept-based prediction", "top-5 Wasserstein-1", "Concept-based debugging"):
+        assert section in report
+    for name in m["figures"].values():
+        assert (tmp_path / name).stat().st_size > 1000, name
+        assert f"({name})" in report
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["selected_classifier"] in {"xgboost", "logreg", "random_forest", "mlp"}
+    assert {"before", "after"} <= set(saved["debugging"])
+    assert len(saved["top_w1"]) == 3
+
+
+@pytest.mark.parametrize("cmd", ["demo", "evaluate", "encode"])
+def test_cli_help(cmd, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([cmd, "--help"])
+    assert exc.value.code == 0
+    assert "usage: img2tab " + cmd in capsys.readouterr().out
+
+
+def test_demo_cli_bad_model(tmp_path, capsys):
+    rc = main(["demo", "--model", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "r")])
+    assert rc == 2
+    assert "not found" in capsys.readouterr().err
