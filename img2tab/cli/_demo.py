@@ -6,19 +6,11 @@ import argparse
 import logging
 from typing import Any
 
+from ._common import load_inverter_spec
+
 __all__ = ["register"]
 
 logger = logging.getLogger(__name__)
-
-
-def _inverter(spec: str, device: str) -> Any:
-    if spec == "default":
-        from img2tab.default import load_default
-
-        return load_default(device=device)
-    from img2tab.checkpoints import load_inverter
-
-    return load_inverter(spec, device=device)
 
 
 def _threads(n: int | None) -> None:
@@ -36,7 +28,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.quick:
         cfg = DemoConfig(n_train=600, n_test=300, n_spurious_train=600, n_spurious_test=300,
                          xgb_trees=60, n_explain=2, n_gallery=3)
-    m = run_demo(args.out, _inverter(args.model, "cpu"), cfg, progress=not args.no_progress)
+    m = run_demo(args.out, load_inverter_spec(args.model, "cpu"), cfg, progress=not args.no_progress)
     print(f"report written to {args.out}/report.md in {m['seconds']} s "
           f"(selected {m['selected_classifier']}, accuracy {m['accuracy']:.3f})")
     return 0
@@ -51,7 +43,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         cfg = EvaluationConfig(n_recon=200, n_train=1000, n_test=300, n_oracle=3000,
                                oracle_epochs=4, cnn_epochs=3, n_edit=50,
                                n_spurious_train=1000, n_spurious_test=300)
-    m = run_evaluation(_inverter(args.model, "cpu"), args.out, cfg, progress=not args.no_progress)
+    m = run_evaluation(load_inverter_spec(args.model, "cpu"), args.out, cfg, progress=not args.no_progress)
     from pathlib import Path
 
     print((Path(args.out) / "report.md").read_text())

@@ -10,19 +10,11 @@ import numpy as np
 
 from img2tab.errors import Img2TabInputError
 
+from ._common import load_inverter_spec
+
 __all__ = ["register"]
 
 logger = logging.getLogger(__name__)
-
-
-def _load_model(spec: str, device: str) -> Any:
-    if spec == "default":
-        from img2tab import load_default
-
-        return load_default(device=device)
-    from img2tab.checkpoints import load_inverter
-
-    return load_inverter(spec, device=device)
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
@@ -65,7 +57,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
     if args.label_column and table is not None:
         table.lookup([str(s) for s in sources[:1]], args.label_column)  # fail fast on bad columns
-    inv = _load_model(args.model, args.device)
+    inv = load_inverter_spec(args.model, args.device)
     ds = encode_to_dataset(
         sources,
         inv,
