@@ -22,6 +22,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q -m "not slow" tests
+	OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q --nbmake --nbmake-timeout=600 notebooks/Img2Tab_demo.ipynb
 
 demo: $(STAMP)
 	OMP_NUM_THREADS=2 $(VENV)/bin/img2tab demo --out demo_report
