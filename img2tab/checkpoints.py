@@ -493,6 +493,21 @@ def save_rosinality(
     return _atomic_torch_save(obj, path)
 
 
+_KEEP_PRECISION = ("running_mean", "running_var")
+
+
+def _cast_for_export(name: str, t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``t`` on the CPU, cast to ``dtype`` when that loses no range (see :func:`save_e4e`)."""
+    t = t.detach().cpu()
+    if dtype is None or not t.is_floating_point() or name.endswith(_KEEP_PRECISION):
+        return t
+    limit = torch.finfo(dtype).max
+    if t.numel() and float(t.abs().max()) > limit:
+        logger.info("keeping %s in %s: its largest value exceeds the range of %s", name, t.dtype, dtype)
+        return t
+    return t.to(dtype)
+
+
 def save_e4e(
     inv: Inverter, path: str | os.PathLike, opts: Mapping | None = None,
     dtype: torch.dtype | None = None,
@@ -501,14 +516,13 @@ def save_e4e(
 
     ``opts`` is merged over defaults describing the architecture (encoder_type, stylegan_size,
     input_size, start_from_latent_avg). ``dtype=torch.float16`` halves the file size; loading
-    casts back to float32.
+    casts back to float32. Normalisation statistics (``running_mean`` / ``running_var``) and any
+    tensor with values outside the finite range of ``dtype`` stay in their own precision: a
+    BatchNorm variance above 65504 would otherwise turn into ``inf`` and silently wreck the
+    encoder for every image that reaches that layer.
     """
-    def _cast(t: torch.Tensor) -> torch.Tensor:
-        t = t.detach().cpu()
-        return t.to(dtype) if dtype is not None and t.is_floating_point() else t
-
-    sd = {f"encoder.{k}": _cast(v) for k, v in inv.encoder.state_dict().items()}
-    sd.update({f"decoder.{k}": _cast(v) for k, v in inv.decoder.state_dict().items()})
+    sd = {f"encoder.{k}": _cast_for_export(k, v, dtype) for k, v in inv.encoder.state_dict().items()}
+    sd.update({f"decoder.{k}": _cast_for_export(k, v, dtype) for k, v in inv.decoder.state_dict().items()})
     cfg = inv.encoder.config
     full_opts = {
         "encoder_type": cfg.encoder_type,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 
 import pytest
@@ -117,6 +118,22 @@ def test_e4e_half_precision_file(tmp_path, tiny_inverter):
     with torch.no_grad():
         torch.testing.assert_close(inv.psi(x), tiny_inverter.psi(x), rtol=2e-2, atol=2e-2)
     assert next(inv.parameters()).dtype == torch.float32
+
+
+def test_e4e_half_precision_keeps_out_of_range_tensors(tmp_path, tiny_inverter):
+    # A BatchNorm running_var above the float16 range (65504) once became inf in the shipped
+    # default model and broke the encoder for the light-skin images; it must survive export.
+    inv = copy.deepcopy(tiny_inverter)
+    bn = next(m for m in inv.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_var.fill_(5e5)
+    path = save_e4e(inv, tmp_path / "e4e16.pt", dtype=torch.float16)
+    sd = torch.load(path, weights_only=True)["state_dict"]
+    assert all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
+    assert all(v.dtype == torch.float32 for k, v in sd.items() if k.endswith("running_var"))
+    assert any(v.dtype == torch.float16 for v in sd.values())  # the rest is still halved
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(load_inverter(path).psi(x), inv.psi(x), rtol=2e-2, atol=2e-2)
 
 
 def test_native_format_roundtrip(tmp_path, tiny_inverter):

@@ -3,6 +3,7 @@ images well."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 import img2tab
@@ -19,12 +20,15 @@ def test_default_model_loads_and_reconstructs():
     G = img2tab.load_generator(path)
     assert G.config == inv.generator.config
     size = inv.generator.size
-    x = ConceptWorld(size=size).sample(16, seed=4242).to_tensor()
+    # skin tones spread over the whole range: the lightest ones once failed (fp16 export bug)
+    tones = np.linspace(0.0, 1.0, 16)
+    x = ConceptWorld(size=size).sample(16, seed=4242, skin_tone=tones).to_tensor()
     with torch.no_grad():
         rec = inv.reconstruct(x).clamp(-1, 1)
         psi = inv.psi(x)
     mse = ((rec - x) / 2).square().flatten(1).mean(1)
     psnr = 10 * torch.log10(1 / mse)
-    assert psnr.mean() > 22.0, psnr
+    assert psnr.mean() > 28.0, psnr
+    assert psnr.min() > 22.0, psnr
     assert psi.shape == (16, inv.layout.total)
     assert torch.isfinite(psi).all()
