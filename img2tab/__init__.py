@@ -48,6 +48,8 @@ _LAZY: dict[str, str] = {
     "select_classifier": "img2tab.tabular",
     "standardize": "img2tab.tabular",
     "suggest_exclusions": "img2tab.tabular",
+    "flag_spurious_concepts": "img2tab.tabular",
+    "tune_spurious_exclusion": "img2tab.tabular",
     "top_concepts": "img2tab.tabular",
     "wasserstein_relevance": "img2tab.tabular",
     "fairness_report": "img2tab.tabular",

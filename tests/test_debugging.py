@@ -142,3 +142,75 @@ def test_flag_spurious_concepts_separates_nuisance_from_class():
     assert list(table["feature"]) == [7, 8]
     assert (table["w1_spurious"] > table["w1_class"]).all()
     np.testing.assert_array_equal(X, before)
+
+
+def leaky(n: int, seed: int, p_agree: float):
+    """Class signal (cols 0, 3), a strong nuisance (col 1) and a column mixing both (col 2)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    s = np.where(rng.random(n) < p_agree, y, 1 - y)
+    X = rng.normal(size=(n, 8)).astype(np.float32)
+    X[:, 0] += 3.0 * y
+    X[:, 1] += 4.0 * s
+    X[:, 2] += 2.0 * s + 0.8 * y  # nuisance-dominated mix: left in by loose ratios
+    X[:, 3] += 3.0 * y
+    return X, y, s
+
+
+def test_group_accuracies():
+    from img2tab.tabular import group_accuracies
+
+    class Const:
+        def predict(self, X):
+            return np.ones(len(X), dtype=np.int64)
+
+    y = np.array([1, 1, 0, 0, 1, 0])
+    g = np.array(["a", "a", "a", "b", "b", "b"])
+    out = group_accuracies(Const(), np.zeros((6, 2)), y, g)
+    assert out["accuracy"] == pytest.approx(0.5)
+    assert out["group_a"] == pytest.approx(2 / 3) and out["group_b"] == pytest.approx(1 / 3)
+    assert out["worst_group"] == pytest.approx(1 / 3)
+    assert out["group_balanced"] == pytest.approx(0.5)
+    with pytest.raises(Img2TabInputError, match="groups has 5 entries"):
+        group_accuracies(Const(), np.zeros((6, 2)), y, g[:5])
+
+
+def test_tune_spurious_exclusion_beats_baseline_on_decorrelated_data():
+    from img2tab.tabular import ExclusionSearch, tune_spurious_exclusion
+
+    X, y, s = leaky(3000, 0, 0.9)
+    Xv, yv, sv = leaky(2000, 1, 0.9)
+    Xd, yd, _ = leaky(4000, 2, 0.5)
+    before = X.copy()
+    clf = ConceptClassifier(params=FAST, random_state=0)
+    res = tune_spurious_exclusion(clf, X, y, s, Xv, yv, sv, ratios=(4.0, 1.0, 0.3))
+    assert isinstance(res, ExclusionSearch)
+    np.testing.assert_array_equal(X, before)
+    assert clf.masked_features is None and not hasattr(clf, "classes_")  # caller's object untouched
+    assert res.scores[0]["ratio"] == float("inf") and res.scores[0]["n_flagged"] == 0
+    assert {1, 2} <= set(res.excluded) and not {0, 3} & set(res.excluded)
+    chosen = next(sc for sc in res.scores if sc["ratio"] == res.ratio)
+    assert chosen["eligible"] == 1.0
+    assert chosen["group_balanced"] == max(sc["group_balanced"] for sc in res.scores if sc["eligible"])
+    acc = {name: float((c.predict(Xd) == yd).mean()) for name, c in
+           (("before", res.baseline), ("after", res.classifier))}
+    assert acc["after"] > acc["before"] + 0.01, acc
+    assert res.classifier.masked_features == res.excluded
+    # with no accuracy budget, only candidates at least as accurate in-distribution are eligible
+    strict = tune_spurious_exclusion(clf, X, y, s, Xv, yv, sv, ratios=(4.0, 1.0, 0.3),
+                                     max_accuracy_drop=0.0)
+    chosen = next(sc for sc in strict.scores if sc["ratio"] == strict.ratio)
+    assert chosen["accuracy"] >= strict.scores[0]["accuracy"]
+
+
+def test_tune_spurious_exclusion_validates_inputs():
+    from img2tab.tabular import tune_spurious_exclusion
+
+    X, y, s = leaky(200, 0, 0.9)
+    clf = ConceptClassifier(params=FAST, random_state=0)
+    with pytest.raises(Img2TabInputError, match="X_val has 7 features"):
+        tune_spurious_exclusion(clf, X, y, s, X[:, :7], y, s)
+    with pytest.raises(Img2TabInputError, match="ratios is empty"):
+        tune_spurious_exclusion(clf, X, y, s, X, y, s, ratios=())
+    with pytest.raises(Img2TabInputError, match="needs a ConceptClassifier"):
+        tune_spurious_exclusion(object(), X, y, s, X, y, s)

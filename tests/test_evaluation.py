@@ -56,20 +56,32 @@ def test_oracle_and_concept_validity(tiny_inverter):
 def test_run_evaluation_writes_everything(tmp_path, tiny_inverter):
     cfg = EvaluationConfig(n_recon=16, n_train=80, n_test=40, n_oracle=120, oracle_epochs=1,
                            cnn_epochs=1, n_edit=4, n_spurious_train=80, n_spurious_test=40,
-                           batch_size=32)
+                           extra_debug_tasks=(("eye_size", 60),), batch_size=32)
     from img2tab.tabular import ConceptClassifier
 
     clf = ConceptClassifier(params={"n_estimators": 10, "max_depth": 2, "n_jobs": 1}, device="cpu")
     m = run_evaluation(tiny_inverter, tmp_path, cfg, progress=False, classifier=clf)
     for name in ("metrics.json", "report.md", "reconstructions.png", "concept_effects.png"):
         assert (tmp_path / name).exists(), name
-    saved = json.loads((tmp_path / "metrics.json").read_text())
+    def no_constants(name):
+        raise AssertionError(f"metrics.json is not strict JSON: {name}")
+
+    saved = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=no_constants)
     assert saved["reconstruction"]["n"] == 16
     assert len(saved["probes"]) == len(FACTORS)
     assert 0 <= m["classification"]["pixel_cnn"] <= 1
     assert len(saved["concept_validity"]["concepts"]) == 5
-    assert {"before", "after", "gain_decorrelated"} <= set(saved["debugging"])
-    assert "| reconstruction PSNR" in (tmp_path / "report.md").read_text()
+    dbg = saved["debugging"]
+    assert {"before", "fixed", "after", "ceiling", "gain_decorrelated", "search"} <= set(dbg)
+    assert dbg["search"][0]["ratio"] is None  # "exclude nothing" candidate, inf stored as null
+    assert dbg["n_train"] == 80 and dbg["class_factor"] == "smile"
+    extra = saved["debugging_extra"]
+    assert [(e["class_factor"], e["n_train"]) for e in extra] == [("eye_size", 60)]
+    for d in (dbg, *extra):
+        for variant in ("before", "fixed", "after", "ceiling"):
+            assert 0 <= d[variant]["decorrelated_worst_group"] <= d[variant]["decorrelated"] <= 1
+    report = (tmp_path / "report.md").read_text()
+    assert "| reconstruction PSNR" in report and "| eye_size | 60 |" in report
 
 
 def test_gallery_figures():

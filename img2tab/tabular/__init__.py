@@ -23,12 +23,16 @@ from ._dataset import (
     standardize,
 )
 from ._debugging import (
+    DEFAULT_RATIOS,
     DebugReport,
+    ExclusionSearch,
     conditional_relevance,
     debug_classifier,
     evaluate,
     flag_spurious_concepts,
+    group_accuracies,
     suggest_exclusions,
+    tune_spurious_exclusion,
 )
 from ._fairness import (
     demographic_parity_difference,
@@ -59,12 +63,14 @@ from ._selection import classification_metrics, compare_classifiers, select_clas
 from ._wasserstein import rank_by_relevance, wasserstein_relevance
 
 __all__ = [
+    "DEFAULT_RATIOS",
     "MODELS",
     "PRESETS",
     "ConceptClassifier",
     "ConceptTable",
     "Contributions",
     "DebugReport",
+    "ExclusionSearch",
     "PsiDataset",
     "Standardizer",
     "Table",
@@ -84,6 +90,7 @@ __all__ = [
     "fairness_report",
     "flag_spurious_concepts",
     "global_importance",
+    "group_accuracies",
     "group_rates",
     "importance_vector",
     "load_classifier",
@@ -98,6 +105,7 @@ __all__ = [
     "rank_descending",
     "select_classifier",
     "standardize",
+    "tune_spurious_exclusion",
     "suggest_exclusions",
     "top_concepts",
     "wasserstein_relevance",

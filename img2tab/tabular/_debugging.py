@@ -37,12 +37,16 @@ from ._selection import classification_metrics
 
 __all__ = [
     "METRICS",
+    "DEFAULT_RATIOS",
     "DebugReport",
+    "ExclusionSearch",
     "conditional_relevance",
     "debug_classifier",
     "evaluate",
     "flag_spurious_concepts",
+    "group_accuracies",
     "suggest_exclusions",
+    "tune_spurious_exclusion",
 ]
 
 logger = logging.getLogger(__name__)
@@ -403,7 +407,165 @@ def flag_spurious_concepts(
     x = check_psi(X, "X")
     w_sp = conditional_relevance(x, spurious, y)
     w_cl = conditional_relevance(x, y, spurious)
+    return _flag_table(w_sp, w_cl, min_w1, ratio, layout)
+
+
+def _flag_table(w_sp: np.ndarray, w_cl: np.ndarray, min_w1: float, ratio: float,
+                layout: StyleSpaceLayout | None) -> ConceptTable:
+    if not ratio >= 0 or not min_w1 >= 0:
+        raise Img2TabInputError(f"ratio and min_w1 must be >= 0, got ratio={ratio}, min_w1={min_w1}")
     flagged = np.flatnonzero((w_sp > min_w1) & (w_sp > ratio * w_cl))
     order = flagged[rank_descending(w_sp[flagged])]
-    return concept_table(order, resolve_layout(layout, x.shape[1]), x.shape[1],
-                         w1_spurious=w_sp[order], w1_class=w_cl[order])
+    d = w_sp.shape[0]
+    return concept_table(order, resolve_layout(layout, d), d, w1_spurious=w_sp[order], w1_class=w_cl[order])
+
+
+def group_accuracies(clf: Any, X: Any, y: Any, groups: Any) -> dict[str, float]:
+    """Accuracy overall, per group, worst-group and group-balanced (mean over groups).
+
+    With groups ``(class, spurious attribute)``, the group-balanced accuracy is what the
+    classifier scores on a test split where the attribute is independent of the class and the
+    classes are balanced, which is why :func:`tune_spurious_exclusion` maximises it on a
+    validation split drawn from the (biased) training distribution.
+
+    Args:
+        clf: fitted classifier.
+        X: ``(N, D)`` Ψ rows.
+        y: ``(N,)`` true labels.
+        groups: ``(N,)`` group of each row (any hashable labels, e.g. ``2 * y + spurious``).
+
+    Returns:
+        ``{"accuracy", "worst_group", "group_balanced", "group_<g>": ...}``.
+    """
+    y = np.asarray(y).reshape(-1)
+    g = np.asarray(groups).reshape(-1)
+    if g.shape != y.shape:
+        raise Img2TabInputError(f"groups has {g.shape[0]} entries but y has {y.shape[0]}")
+    correct = np.asarray(clf.predict(X)).reshape(-1) == y
+    if correct.shape != y.shape:
+        raise Img2TabInputError(f"X has {correct.shape[0]} rows but y has {y.shape[0]} labels")
+    per = {f"group_{v}": float(correct[g == v].mean()) for v in np.unique(g)}
+    vals = list(per.values())
+    return {"accuracy": float(correct.mean()), "worst_group": float(min(vals)),
+            "group_balanced": float(np.mean(vals)), **per}
+
+
+@dataclass(frozen=True, eq=False)
+class ExclusionSearch:
+    """Result of :func:`tune_spurious_exclusion`.
+
+    Attributes:
+        ratio: the chosen ``ratio`` of :func:`flag_spurious_concepts` (``inf`` = exclude nothing).
+        flagged: the concepts flagged at that ratio (empty table for ``inf``).
+        scores: one dict per candidate ratio: ``ratio``, ``n_flagged`` and the validation
+            metrics of :func:`group_accuracies`, plus ``eligible`` (within the accuracy budget).
+        classifier: the classifier retrained without the flagged concepts (the baseline when
+            nothing is excluded).
+        baseline: the classifier trained on all concepts.
+    """
+
+    ratio: float
+    flagged: ConceptTable
+    scores: list[dict[str, float]]
+    classifier: ConceptClassifier = field(repr=False)
+    baseline: ConceptClassifier = field(repr=False)
+
+    @property
+    def excluded(self) -> list[int]:
+        """Flat Ψ indices excluded by the chosen setting."""
+        return [int(k) for k in self.flagged.features]
+
+
+DEFAULT_RATIOS: tuple[float, ...] = (2.0, 1.0, 0.7, 0.5, 0.35, 0.25)
+
+
+def tune_spurious_exclusion(
+    clf: ConceptClassifier,
+    X_train: Any,
+    y_train: Any,
+    spurious_train: Any,
+    X_val: Any,
+    y_val: Any,
+    spurious_val: Any,
+    *,
+    ratios: tuple[float, ...] = DEFAULT_RATIOS,
+    min_w1: float = 0.0,
+    max_accuracy_drop: float = 0.01,
+    layout: StyleSpaceLayout | None = None,
+    progress: bool = False,
+) -> ExclusionSearch:
+    """Pick how many nuisance concepts to exclude, on a validation split with group labels.
+
+    Nuisance information is spread over many StyleSpace channels, so the strictness of
+    :func:`flag_spurious_concepts` matters: a loose threshold leaves channels through which the
+    retrained classifier still takes the shortcut, a strict one drops class information. For each
+    candidate ``ratio`` (plus "exclude nothing") the classifier is retrained on the training
+    split without the flagged concepts and scored on a validation split drawn from the *same*
+    (biased) distribution; the winner has the highest group-balanced accuracy (the estimate of
+    accuracy once the nuisance is decorrelated, see :func:`group_accuracies`) among the
+    candidates whose plain validation accuracy is at most ``max_accuracy_drop`` below the
+    baseline's. Ties go to the candidate that excludes less. No test data is used.
+
+    Args:
+        clf: an unfitted (or fitted: only its parameters are used) :class:`ConceptClassifier`.
+            Never modified.
+        X_train, y_train, spurious_train: ``(N, D)`` Ψ, ``(N,)`` labels and binary nuisance
+            attribute of the training split. Never modified.
+        X_val, y_val, spurious_val: the same for a validation split from the same distribution.
+        ratios: candidate ``ratio`` values of :func:`flag_spurious_concepts`.
+        min_w1: passed to :func:`flag_spurious_concepts`.
+        max_accuracy_drop: in-distribution accuracy the search may give up (0.01 = 1 point).
+        layout: StyleSpace layout for the tables.
+        progress: show a ``tqdm.auto`` bar over the candidates.
+
+    Returns:
+        :class:`ExclusionSearch`.
+    """
+    from ._dataset import check_labels, check_psi
+
+    if not isinstance(clf, ConceptClassifier):
+        raise Img2TabInputError(
+            f"tune_spurious_exclusion needs a ConceptClassifier, got {type(clf).__name__}")
+    x = check_psi(X_train, "X_train")
+    xv = check_psi(X_val, "X_val")
+    if xv.shape[1] != x.shape[1]:
+        raise Img2TabInputError(f"X_val has {xv.shape[1]} features but X_train has {x.shape[1]}")
+    y = check_labels(y_train, x.shape[0], name="y_train")
+    yv = check_labels(y_val, xv.shape[0], name="y_val")
+    sp = check_labels(spurious_train, x.shape[0], name="spurious_train")
+    spv = check_labels(spurious_val, xv.shape[0], name="spurious_val")
+    cand = sorted({float(r) for r in ratios}, reverse=True)
+    if not cand:
+        raise Img2TabInputError("ratios is empty; give at least one candidate ratio")
+    w_sp = conditional_relevance(x, sp, y)
+    w_cl = conditional_relevance(x, y, sp)
+    groups_v = np.char.add(yv.astype(str), np.char.add("|", spv.astype(str)))
+    base = clone(clf).set_params(masked_features=None)
+    baseline = base.fit(x, y)
+    scores = [{"ratio": float("inf"), "n_flagged": 0, **group_accuracies(baseline, xv, yv, groups_v)}]
+    nothing = _flag_table(w_sp, w_cl, np.inf, 1.0, layout)
+    fitted: list[tuple[ConceptTable, ConceptClassifier]] = [(nothing, baseline)]
+    iterator: Any = cand
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(cand, desc="exclusion ratios")
+    for ratio in iterator:
+        table = _flag_table(w_sp, w_cl, min_w1, ratio, layout)
+        n_flag = len(table.features)
+        if n_flag == 0 or n_flag >= x.shape[1]:
+            continue  # nothing to exclude, or nothing left to train on
+        model = clone(base).set_params(masked_features=[int(k) for k in table.features]).fit(x, y)
+        scores.append({"ratio": ratio, "n_flagged": n_flag, **group_accuracies(model, xv, yv, groups_v)})
+        fitted.append((table, model))
+    floor = scores[0]["accuracy"] - float(max_accuracy_drop)
+    for s in scores:
+        s["eligible"] = float(s["accuracy"] >= floor - 1e-12)
+    best = max(range(len(scores)),
+               key=lambda i: (scores[i]["eligible"], scores[i]["group_balanced"], -scores[i]["n_flagged"]))
+    logger.info("exclusion search: ratio %s (%d concepts), validation group-balanced accuracy %.4f -> %.4f",
+                scores[best]["ratio"], scores[best]["n_flagged"], scores[0]["group_balanced"],
+                scores[best]["group_balanced"])
+    table, model = fitted[best]
+    return ExclusionSearch(ratio=scores[best]["ratio"], flagged=table, scores=scores, classifier=model,
+                           baseline=baseline)
