@@ -391,13 +391,15 @@ def spurious_debugging(
     batch_size: int = 128,
     progress: bool = False,
     ratios: tuple[float, ...] | None = None,
+    spurious: str = "background_hue",
     max_accuracy_drop: float = 0.01,
 ) -> dict[str, Any]:
     """The spurious-concept debugging experiment.
 
-    A classifier is trained on a split where the spurious factor (background hue, warm / cool)
-    agrees with the class in ``correlation`` of the images, and tested in-distribution (same
-    correlation) and on a decorrelated split (independent). Concepts are flagged with
+    A classifier is trained on a split where the spurious factor (default background hue, warm /
+    cool; any factor other than the class one) agrees with the class in ``correlation`` of the
+    images, and tested in-distribution (same correlation) and on a decorrelated split
+    (independent). Concepts are flagged with
     :func:`~img2tab.tabular.flag_spurious_concepts`, whose strictness is chosen by
     :func:`~img2tab.tabular.tune_spurious_exclusion` on a validation split drawn from the
     training distribution (no test data), and the classifier is retrained without them.
@@ -425,7 +427,7 @@ def spurious_debugging(
     )
 
     n_val = n_val if n_val is not None else max(200, n_train // 2)
-    task = {"size": size, "class_factor": class_factor}
+    task = {"size": size, "class_factor": class_factor, "spurious": spurious}
     train, test_dec = make_spurious_splits(n_train, n_test, seed=seed, train_correlation=correlation,
                                            test_correlation=0.5, **task)
     val, test_iid = make_spurious_splits(n_val, n_test, seed=seed + 1, train_correlation=correlation,
@@ -456,6 +458,7 @@ def spurious_debugging(
 
     out: dict[str, Any] = {
         "class_factor": class_factor,
+        "spurious_factor": spurious,
         "n_train": int(n_train),
         "n_val": int(n_val),
         "train_agreement": train.spurious_agreement,
@@ -479,7 +482,7 @@ def spurious_debugging(
 
 
 DEBUG_KEYS: tuple[str, ...] = (
-    "class_factor", "n_train", "n_val", "train_agreement", "test_decorrelated_agreement",
+    "class_factor", "spurious_factor", "n_train", "n_val", "train_agreement", "test_decorrelated_agreement",
     "test_iid_agreement", "before", "fixed", "after", "ceiling", "ratio", "search", "n_excluded",
     "n_excluded_fixed", "gain_decorrelated", "gain_iid", "ceiling_gain_decorrelated", "passed",
 )
@@ -626,13 +629,13 @@ def run_evaluation(
 def debugging_markdown(results: list[dict[str, Any]]) -> list[str]:
     """Lines of a markdown table comparing the debugging variants of each task."""
     lines = [
-        "Debugging (spurious background hue agrees with the class in "
+        "Debugging (the nuisance factor agrees with the class in "
         f"{100 * results[0]['train_agreement']:.0f}% of the training images; accuracy on the "
-        "decorrelated test split / its worst (class, background) group / the in-distribution "
+        "decorrelated test split / its worst (class, nuisance) group / the in-distribution "
         "test split):", "",
-        "| class factor | n train | before | fixed flagging (concepts) | tuned flagging (concepts, "
-        "ratio) | ceiling: trained unbiased | gain / possible gain |",
-        "|---|---|---|---|---|---|---|",
+        "| class factor | nuisance | n train | before | fixed flagging (concepts) | tuned flagging "
+        "(concepts, ratio) | ceiling: trained unbiased | gain / possible gain |",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
     def acc(r: dict[str, float]) -> str:
@@ -641,9 +644,9 @@ def debugging_markdown(results: list[dict[str, Any]]) -> list[str]:
     for d in results:
         ratio = "none" if d["ratio"] is None else f"{d['ratio']:g}"
         lines.append(
-            f"| {d['class_factor']} | {d['n_train']} | {acc(d['before'])} | {acc(d['fixed'])} "
-            f"({d['n_excluded_fixed']}) | {acc(d['after'])} ({d['n_excluded']}, {ratio}) | "
-            f"{acc(d['ceiling'])} | {100 * d['gain_decorrelated']:+.1f} / "
+            f"| {d['class_factor']} | {d.get('spurious_factor', 'background_hue')} | {d['n_train']} | "
+            f"{acc(d['before'])} | {acc(d['fixed'])} ({d['n_excluded_fixed']}) | {acc(d['after'])} "
+            f"({d['n_excluded']}, {ratio}) | {acc(d['ceiling'])} | {100 * d['gain_decorrelated']:+.1f} / "
             f"{100 * d['ceiling_gain_decorrelated']:+.1f} points |")
     first = results[0]
     if first.get("excluded_labels"):
@@ -693,7 +696,7 @@ def evaluation_markdown(m: dict[str, Any]) -> str:
                  f"{'rgb' if con['is_torgb'] else ''} (k={con['feature']})")
         lines.append(f"| {label} | {con['w1']:.2f} | " + " | ".join(f"{e:.3f}" for e in row) + " |")
     lines += ["", "Factor oracle quality on 1,000 held-out renders (R² or accuracy): "
-              + ", ".join(f"{k} {val:.3f}" for k, val in v["oracle_quality"].items()) + ".", "",
+              + ", ".join(f"{k} {val:.3f}" for k, val in v["oracle_quality"].items()) + ".",
               ""] + debugging_markdown([d, *m.get("debugging_extra", [])]) + [
               "", "Timings (s): " + ", ".join(f"{k} {val}" for k, val in m["timings_s"].items()) + "."]
     return "\n".join(lines) + "\n"

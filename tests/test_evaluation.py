@@ -81,7 +81,7 @@ def test_run_evaluation_writes_everything(tmp_path, tiny_inverter):
         for variant in ("before", "fixed", "after", "ceiling"):
             assert 0 <= d[variant]["decorrelated_worst_group"] <= d[variant]["decorrelated"] <= 1
     report = (tmp_path / "report.md").read_text()
-    assert "| reconstruction PSNR" in report and "| eye_size | 60 |" in report
+    assert "| reconstruction PSNR" in report and "| eye_size | background_hue | 60 |" in report
 
 
 def test_gallery_figures():
