@@ -36,8 +36,8 @@ CUDA_DIR = Path(__file__).resolve().parent / "cuda"
 
 # op name -> (sources handed to the compiler, headers they include)
 OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "upfirdn2d": (("upfirdn2d.cpp", "upfirdn2d.cu"), ("common.h", "upfirdn2d.h")),
-    "fused_act": (("fused_act.cpp", "fused_act.cu"), ("common.h", "fused_act.h")),
+    "upfirdn2d": (("upfirdn2d.cpp", "upfirdn2d.cu"), ("common.h", "binding.h", "upfirdn2d.h")),
+    "fused_act": (("fused_act.cpp", "fused_act.cu"), ("common.h", "binding.h", "fused_act.h")),
 }
 
 # Outcome cache: op -> loaded module, or None once its build failed (error kept in _ERRORS).

@@ -14,33 +14,18 @@
 
 #include <optional>
 
+#include "binding.h"
 #include "fused_act.h"
 
 namespace {
-
-img2tab::DType dtype_of(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kFloat:
-      return img2tab::DType::kFloat32;
-    case at::kDouble:
-      return img2tab::DType::kFloat64;
-    case at::kHalf:
-      return img2tab::DType::kFloat16;
-    case at::kBFloat16:
-      return img2tab::DType::kBFloat16;
-    default:
-      TORCH_CHECK(false, "img2tab fused_act: unsupported dtype ", t.scalar_type(),
-                  " (float16, bfloat16, float32 or float64)");
-  }
-}
 
 at::Tensor fused_act(const at::Tensor& x, const std::optional<at::Tensor>& bias,
                      const std::optional<at::Tensor>& ref, double slope, double scale) {
   TORCH_CHECK(x.is_cuda(), "img2tab fused_act: x must be a CUDA tensor");
   TORCH_CHECK(x.dim() >= 1, "img2tab fused_act: x must have at least one dimension");
-  const img2tab::DType dtype = dtype_of(x);
+  const img2tab::DType dtype = img2tab::dtype_of(x, "fused_act");
   const c10::cuda::CUDAGuard guard(x.device());
-  const at::ScalarType acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::ScalarType acc = img2tab::accumulator_type(x);
 
   const at::Tensor xc = x.contiguous();
   img2tab::FusedActParams p;
@@ -71,8 +56,7 @@ at::Tensor fused_act(const at::Tensor& x, const std::optional<at::Tensor>& bias,
   const cudaError_t err = img2tab::fused_act_launch(
       dtype, xc.data_ptr(), rc.defined() ? rc.data_ptr() : nullptr,
       bc.defined() ? bc.data_ptr() : nullptr, out.data_ptr(), p, stream);
-  TORCH_CHECK(err == cudaSuccess, "img2tab fused_act: kernel launch failed: ",
-              cudaGetErrorString(err));
+  img2tab::check_launch(err, "fused_act");
   return out;
 }
 

@@ -11,25 +11,10 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "binding.h"
 #include "upfirdn2d.h"
 
 namespace {
-
-img2tab::DType dtype_of(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kFloat:
-      return img2tab::DType::kFloat32;
-    case at::kDouble:
-      return img2tab::DType::kFloat64;
-    case at::kHalf:
-      return img2tab::DType::kFloat16;
-    case at::kBFloat16:
-      return img2tab::DType::kBFloat16;
-    default:
-      TORCH_CHECK(false, "img2tab upfirdn2d: unsupported dtype ", t.scalar_type(),
-                  " (float16, bfloat16, float32 or float64)");
-  }
-}
 
 at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& filter, int64_t up_x, int64_t up_y,
                      int64_t down_x, int64_t down_y, int64_t pad_x0, int64_t pad_x1,
@@ -39,10 +24,10 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& filter, int64_t up_x
   TORCH_CHECK(filter.dim() == 2, "img2tab upfirdn2d: filter must have shape [kh, kw]");
   TORCH_CHECK(up_x >= 1 && up_y >= 1 && down_x >= 1 && down_y >= 1,
               "img2tab upfirdn2d: up and down must be >= 1");
-  const img2tab::DType dtype = dtype_of(x);
+  const img2tab::DType dtype = img2tab::dtype_of(x, "upfirdn2d");
   const c10::cuda::CUDAGuard guard(x.device());
 
-  const at::ScalarType acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::ScalarType acc = img2tab::accumulator_type(x);
   const at::Tensor xc = x.contiguous();
   const at::Tensor fc = filter.to(x.device(), acc).contiguous();
 
@@ -69,8 +54,7 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& filter, int64_t up_x
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
   const cudaError_t err =
       img2tab::upfirdn2d_launch(dtype, xc.data_ptr(), fc.data_ptr(), y.data_ptr(), p, stream);
-  TORCH_CHECK(err == cudaSuccess, "img2tab upfirdn2d: kernel launch failed: ",
-              cudaGetErrorString(err));
+  img2tab::check_launch(err, "upfirdn2d");
   return y;
 }
 
