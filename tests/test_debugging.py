@@ -195,7 +195,13 @@ def test_tune_spurious_exclusion_beats_baseline_on_decorrelated_data():
     acc = {name: float((c.predict(Xd) == yd).mean()) for name, c in
            (("before", res.baseline), ("after", res.classifier))}
     assert acc["after"] > acc["before"] + 0.01, acc
-    assert res.classifier.masked_features == res.excluded
+    assert res.classifier.masked_features == sorted(res.excluded)
+    # masks the caller already had are kept in every candidate
+    pre = tune_spurious_exclusion(clf.set_params(masked_features=[5]), X, y, s, Xv, yv, sv,
+                                  ratios=(1.0,))
+    assert pre.baseline.masked_features == [5]
+    assert 5 in pre.classifier.masked_features and set(pre.excluded) <= set(pre.classifier.masked_features)
+    clf.set_params(masked_features=None)
     # with no accuracy budget, only candidates at least as accurate in-distribution are eligible
     strict = tune_spurious_exclusion(clf, X, y, s, Xv, yv, sv, ratios=(4.0, 1.0, 0.3),
                                      max_accuracy_drop=0.0)

@@ -461,7 +461,7 @@ class ExclusionSearch:
             metrics of :func:`group_accuracies`, plus ``eligible`` (within the accuracy budget).
         classifier: the classifier retrained without the flagged concepts (the baseline when
             nothing is excluded).
-        baseline: the classifier trained on all concepts.
+        baseline: the classifier trained on all concepts (except those ``clf`` already masked).
     """
 
     ratio: float
@@ -508,7 +508,7 @@ def tune_spurious_exclusion(
 
     Args:
         clf: an unfitted (or fitted: only its parameters are used) :class:`ConceptClassifier`.
-            Never modified.
+            Never modified. Concepts it already masks stay masked in every candidate.
         X_train, y_train, spurious_train: ``(N, D)`` Ψ, ``(N,)`` labels and binary nuisance
             attribute of the training split. Never modified.
         X_val, y_val, spurious_val: the same for a validation split from the same distribution.
@@ -540,8 +540,10 @@ def tune_spurious_exclusion(
     w_sp = conditional_relevance(x, sp, y)
     w_cl = conditional_relevance(x, y, sp)
     groups_v = np.char.add(yv.astype(str), np.char.add("|", spv.astype(str)))
-    base = clone(clf).set_params(masked_features=None)
-    baseline = base.fit(x, y)
+    already = (_check_masked(clf.masked_features, x.shape[1]) if clf.masked_features is not None
+               else np.zeros(0, dtype=np.int64))  # the caller's own masks stay in every candidate
+    base = clone(clf)
+    baseline = clone(base).fit(x, y)
     scores = [{"ratio": float("inf"), "n_flagged": 0, **group_accuracies(baseline, xv, yv, groups_v)}]
     nothing = _flag_table(w_sp, w_cl, np.inf, 1.0, layout)
     fitted: list[tuple[ConceptTable, ConceptClassifier]] = [(nothing, baseline)]
@@ -553,9 +555,10 @@ def tune_spurious_exclusion(
     for ratio in iterator:
         table = _flag_table(w_sp, w_cl, min_w1, ratio, layout)
         n_flag = len(table.features)
-        if n_flag == 0 or n_flag >= x.shape[1]:
+        masked = np.union1d(already, table.features).astype(np.int64)
+        if n_flag == 0 or masked.size >= x.shape[1]:
             continue  # nothing to exclude, or nothing left to train on
-        model = clone(base).set_params(masked_features=[int(k) for k in table.features]).fit(x, y)
+        model = clone(base).set_params(masked_features=masked.tolist()).fit(x, y)
         scores.append({"ratio": ratio, "n_flagged": n_flag, **group_accuracies(model, xv, yv, groups_v)})
         fitted.append((table, model))
     floor = scores[0]["accuracy"] - float(max_accuracy_drop)
