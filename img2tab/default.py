@@ -17,8 +17,8 @@ from .networks.inverter import Inverter
 
 __all__ = ["DEFAULT_FILE", "default_model_path", "load_default"]
 
-DEFAULT_FILE = "default/img2tab_world32_e4e.pt"
-_WORLD_SIZE = 32
+DEFAULT_FILE = "default/img2tab_world64_e4e.pt"
+_WORLD_SIZE = 64
 
 
 def default_model_path() -> Path:
@@ -45,12 +45,12 @@ def default_model_path() -> Path:
 
 
 def load_default(device: str | torch.device = "cpu") -> Inverter:
-    """Load the embedded default inverter (e4e + StyleGAN2 trained on the 32 px concept world).
+    """Load the embedded default inverter (e4e + StyleGAN2 trained on the 64 px concept world).
 
     Returns:
-        An :class:`~img2tab.networks.inverter.Inverter`; ``inv.generator`` renders 32 px images,
-        ``inv.psi(images)`` gives Ψ. Render matching images with
-        ``img2tab.data.ConceptWorld(size=32)``.
+        An :class:`~img2tab.networks.inverter.Inverter`; ``inv.generator`` renders 64 px images
+        (the encoder reads them resized to 32 px), ``inv.psi(images)`` gives Ψ. Render matching images with
+        ``img2tab.data.ConceptWorld(size=64)``.
     """
     from .checkpoints import load_inverter
 

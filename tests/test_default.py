@@ -28,7 +28,7 @@ def test_default_model_loads_and_reconstructs():
         psi = inv.psi(x)
     mse = ((rec - x) / 2).square().flatten(1).mean(1)
     psnr = 10 * torch.log10(1 / mse)
-    assert psnr.mean() > 28.0, psnr
+    assert psnr.mean() > 27.0, psnr
     assert psnr.min() > 22.0, psnr
     assert psi.shape == (16, inv.layout.total)
     assert torch.isfinite(psi).all()
