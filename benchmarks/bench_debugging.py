@@ -18,7 +18,7 @@ import logging
 import time
 
 import img2tab
-from img2tab.evaluation import debug_summary, debugging_markdown, spurious_debugging
+from img2tab.world.evaluation import debug_summary, debugging_markdown, spurious_debugging
 
 GRID = (
     "smile:background_hue:4000",

@@ -14,9 +14,9 @@ import argparse
 import numpy as np
 
 import img2tab
-from img2tab.data import make_task
-from img2tab.evaluation import encode_images
 from img2tab.tabular import ConceptClassifier, importance_vector, wasserstein_relevance
+from img2tab.world import make_task
+from img2tab.world.evaluation import encode_images
 
 TYPES = (None, "gain", "total_gain", "weight", "cover", "total_cover")
 

@@ -50,7 +50,7 @@ def load_default(device: str | torch.device = "cpu") -> Inverter:
     Returns:
         An :class:`~img2tab.networks.inverter.Inverter`; ``inv.generator`` renders 64 px images
         (the encoder reads them resized to 32 px), ``inv.psi(images)`` gives Ψ. Render matching images with
-        ``img2tab.data.ConceptWorld(size=64)``.
+        ``img2tab.world.ConceptWorld(size=64)``.
     """
     from .checkpoints import load_inverter
 

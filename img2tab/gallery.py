@@ -132,7 +132,7 @@ def plot_w1_gallery(
 def plot_effect_matrix(effect: np.ndarray, concept_labels: Sequence[str],
                        factor_names: Sequence[str], ax: Axes | None = None) -> Figure:
     """Heat map of a concepts x factors effect matrix (from
-    :func:`img2tab.evaluation.concept_validity`)."""
+    :func:`img2tab.world.evaluation.concept_validity`)."""
     if ax is None:
         fig = Figure(figsize=(1.0 + 0.8 * len(factor_names), 0.9 + 0.45 * len(concept_labels)))
         ax = fig.subplots()

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 import img2tab
-from img2tab.data import ConceptWorld
 from img2tab.default import default_model_path
+from img2tab.world import ConceptWorld
 
 
 def test_default_model_loads_and_reconstructs():

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from img2tab.cli import main
-from img2tab.demo import DemoConfig, run_demo
+from img2tab.world.demo import DemoConfig, run_demo
 
 
 def test_demo_writes_report(tmp_path, tiny_inverter):

@@ -8,8 +8,9 @@ import json
 import numpy as np
 import torch
 
-from img2tab.data import FACTORS, ConceptWorld
-from img2tab.evaluation import (
+from img2tab.gallery import plot_edit_grid, plot_effect_matrix, plot_w1_gallery
+from img2tab.world import FACTORS, ConceptWorld
+from img2tab.world.evaluation import (
     EvaluationConfig,
     concept_validity,
     factor_probes,
@@ -17,7 +18,6 @@ from img2tab.evaluation import (
     run_evaluation,
     train_factor_oracle,
 )
-from img2tab.gallery import plot_edit_grid, plot_effect_matrix, plot_w1_gallery
 
 
 def test_reconstruction_of_perfect_copies_is_infinite_psnr_free(tiny_inverter):

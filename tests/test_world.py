@@ -1,4 +1,4 @@
-"""Tests for the concept world (img2tab.data): sampling, rendering and the spurious tasks."""
+"""Tests for the concept world (img2tab.world): sampling, rendering and the spurious tasks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from img2tab.data import (
+from img2tab.errors import Img2TabInputError
+from img2tab.world import (
     BINARY_LABELS,
     FACTOR_NAMES,
     FACTORS,
@@ -25,7 +26,6 @@ from img2tab.data import (
     render,
     sample_factors,
 )
-from img2tab.errors import Img2TabInputError
 
 SIZE = 64
 

@@ -21,7 +21,7 @@ def _threads(n: int | None) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from img2tab.demo import DemoConfig, run_demo
+    from img2tab.world.demo import DemoConfig, run_demo
 
     _threads(args.threads)
     cfg = DemoConfig()
@@ -35,7 +35,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from img2tab.evaluation import EvaluationConfig, run_evaluation
+    from img2tab.world.evaluation import EvaluationConfig, run_evaluation
 
     _threads(args.threads)
     cfg = EvaluationConfig()

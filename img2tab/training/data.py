@@ -176,12 +176,9 @@ class ImageSource:
     @classmethod
     def from_world(cls, n: int, seed: int = 0, size: int = 64, shuffle_seed: int | None = None,
                    mirror: bool = False) -> ImageSource:
-        """``n`` images of :class:`img2tab.data.ConceptWorld` drawn with ``seed`` (rendered at
+        """``n`` images of :class:`img2tab.world.ConceptWorld` drawn with ``seed`` (rendered at
         ``size`` when the world supports it, otherwise rendered at 64 and resized)."""
-        try:
-            from ..data import ConceptWorld
-        except ImportError:  # package __init__ not written yet
-            from ..data._world import ConceptWorld
+        from ..world import ConceptWorld
         render = size if size >= 16 else 64
         imgs = ConceptWorld(size=render).sample(int(n), seed=int(seed)).images
         return cls.from_array(imgs, size=size, seed=seed if shuffle_seed is None else shuffle_seed,

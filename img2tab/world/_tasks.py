@@ -12,7 +12,7 @@ A task fixes three roles:
   most visible region of the picture, which makes it an easy shortcut (like the backgrounds of
   Waterbirds); ``spurious="glasses"`` is a smaller, in-face alternative.
 
-All other factors stay independent and uniform, exactly as in :func:`~img2tab.data.sample_factors`.
+All other factors stay independent and uniform, exactly as in :func:`~img2tab.world.sample_factors`.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ class TaskSplit:
         return _to_tensor(self.images)
 
     def as_world_sample(self) -> WorldSample:
-        """The images and factors as a :class:`~img2tab.data.WorldSample`."""
+        """The images and factors as a :class:`~img2tab.world.WorldSample`."""
         return WorldSample(images=self.images, factors=self.factors)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .networks.inverter import Inverter
+from ..networks.inverter import Inverter
 
 __all__ = ["DemoConfig", "run_demo"]
 
@@ -77,13 +77,11 @@ def run_demo(
     """
     from tqdm.auto import tqdm
 
-    from .data import make_task
-    from .default import load_default
-    from .edits import edit
-    from .evaluation import debug_summary, encode_images, spurious_debugging
-    from .gallery import plot_edit_grid, plot_w1_gallery
-    from .model import Img2Tab
-    from .tabular import (
+    from ..default import load_default
+    from ..edits import edit
+    from ..gallery import plot_edit_grid, plot_w1_gallery
+    from ..model import Img2Tab
+    from ..tabular import (
         ConceptClassifier,
         compare_classifiers,
         debug_classifier,
@@ -99,6 +97,8 @@ def run_demo(
         top_concepts,
         wasserstein_relevance,
     )
+    from ._tasks import make_task
+    from .evaluation import debug_summary, encode_images, spurious_debugging
 
     cfg = config or DemoConfig()
     out = Path(out_dir)

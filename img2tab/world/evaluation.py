@@ -1,0 +1,703 @@
+"""Measured quality of an inverter on the concept world, where every generative factor is known.
+
+Each function measures one thing and returns plain dicts / arrays, so the model card
+(``img2tab evaluate``), the demo report and the tests share them:
+
+* :func:`reconstruction_quality`: PSNR / SSIM of ``G(E(x))`` against ``x``;
+* :func:`factor_probes`: held-out linear probes Ψ -> every ground-truth factor;
+* :func:`pixel_cnn_accuracy`: a small CNN on the pixels, the baseline for Img2Tab's accuracy;
+* :class:`FactorOracle` / :func:`train_factor_oracle`: a CNN that reads every factor off an image;
+* :func:`concept_validity`: edit concepts by ±k standard deviations, render, read the factors
+  with the oracle -> concepts x factors effect matrix;
+* :func:`spurious_debugging`: a classifier trained with a spurious factor, before / after
+  excluding the concepts the library flags as spurious.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..networks.inverter import Inverter
+from ._tasks import make_spurious_splits
+from ._world import FACTORS, ConceptWorld, Factor
+
+__all__ = [
+    "EvaluationConfig",
+    "FactorOracle",
+    "concept_validity",
+    "encode_images",
+    "factor_probes",
+    "pixel_cnn_accuracy",
+    "reconstruction_quality",
+    "debug_summary",
+    "debugging_markdown",
+    "spurious_debugging",
+    "train_factor_oracle",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Sizes and seeds of the evaluation (all splits are disjoint from training seed 0).
+
+    Attributes:
+        n_recon: held-out images for reconstruction metrics.
+        n_train, n_test: split sizes for probes, Img2Tab classifier and pixel CNN.
+        n_oracle: rendered images the factor oracle is trained on.
+        oracle_epochs, cnn_epochs: training epochs of the two CNNs.
+        top_k: W1 concepts checked for validity.
+        strength: edit size in standard deviations of Ψ.
+        n_edit: images edited per concept.
+        n_spurious_train, n_spurious_test: split sizes of the debugging experiment (smile task).
+        spurious_correlation: P(spurious == y) in its training split.
+        extra_debug_tasks: further ``(class_factor, n_train)`` debugging tasks reported beside
+            the default one (a harder class factor and less data, where the shortcut costs more).
+        seed: base seed of the evaluation data.
+        batch_size: images per network call.
+    """
+
+    n_recon: int = 1000
+    n_train: int = 4000
+    n_test: int = 1000
+    n_oracle: int = 10000
+    oracle_epochs: int = 10
+    cnn_epochs: int = 6
+    top_k: int = 5
+    strength: float = 2.0
+    n_edit: int = 200
+    n_spurious_train: int = 4000
+    n_spurious_test: int = 1000
+    spurious_correlation: float = 0.9
+    extra_debug_tasks: tuple[tuple[str, int], ...] = (("eye_size", 1000),)
+    seed: int = 1000
+    batch_size: int = 128
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------- encoding
+@torch.no_grad()
+def encode_images(inv: Inverter, images: torch.Tensor, batch_size: int = 128,
+                  progress: bool = False, desc: str = "encode") -> tuple[np.ndarray, torch.Tensor]:
+    """Ψ ``[N, D]`` (float32 numpy) and W+ ``[N, n_latent, style_dim]`` of images ``[N, 3, H, W]``."""
+    psi, ws = [], []
+    for i in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
+        w = inv.encode(images[i:i + batch_size])
+        ws.append(w)
+        psi.append(inv.generator.psi(w))
+    return torch.cat(psi).numpy().astype(np.float32), torch.cat(ws)
+
+
+# ---------------------------------------------------------------------------- reconstruction
+@torch.no_grad()
+def reconstruction_quality(inv: Inverter, images: torch.Tensor, batch_size: int = 128,
+                           progress: bool = False) -> tuple[dict[str, float], torch.Tensor]:
+    """PSNR (dB, on [0, 1]) and SSIM of reconstructions ``G(E(x))``.
+
+    Args:
+        inv: the inverter.
+        images: ``[N, 3, H, W]`` in [-1, 1] at the generator's resolution.
+
+    Returns:
+        ``({"psnr_mean", "psnr_std", "psnr_min", "ssim_mean", "n"}, reconstructions)``.
+    """
+    from ..training.losses import ssim
+
+    recs, psnrs, ssims = [], [], []
+    for i in tqdm(range(0, len(images), batch_size), desc="reconstruct", disable=not progress,
+                  leave=False):
+        x = images[i:i + batch_size]
+        y = inv.reconstruct(x).clamp(-1, 1)
+        if y.shape[-1] != x.shape[-1]:
+            y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False,
+                              antialias=True)
+        mse = ((y - x) / 2).square().flatten(1).mean(1)
+        psnrs.append(10 * torch.log10(1.0 / mse.clamp_min(1e-12)))
+        ssims.append(ssim(y, x))
+        recs.append(y)
+    p, s = torch.cat(psnrs), torch.cat(ssims)
+    stats = {"psnr_mean": float(p.mean()), "psnr_std": float(p.std()), "psnr_min": float(p.min()),
+             "ssim_mean": float(s.mean()), "n": len(images)}
+    return stats, torch.cat(recs)
+
+
+# ---------------------------------------------------------------------------- factor probes
+def _factor_target(f: Factor, values: np.ndarray) -> np.ndarray:
+    return values.astype(np.int64) if f.is_categorical else values.astype(np.float64)
+
+
+def factor_probes(
+    psi_train: np.ndarray,
+    factors_train: dict[str, np.ndarray],
+    psi_test: np.ndarray,
+    factors_test: dict[str, np.ndarray],
+    r2_bar: float = 0.8,
+    acc_bar: float = 0.9,
+) -> list[dict[str, Any]]:
+    """Held-out linear probes from Ψ to every ground-truth factor.
+
+    Continuous factors: ridge regression, R² on the test split; categorical: multinomial logistic
+    regression, accuracy. Ψ is z-scored with the training statistics.
+
+    Returns:
+        One dict per factor: ``factor, kind, metric, value, bar, passed``.
+    """
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.metrics import accuracy_score, r2_score
+
+    from ..tabular import standardize
+
+    z_tr, mean, std = standardize(psi_train)
+    z_te, _, _ = standardize(psi_test, mean, std)
+    rows = []
+    for f in FACTORS:
+        ytr = _factor_target(f, factors_train[f.name])
+        yte = _factor_target(f, factors_test[f.name])
+        if f.is_categorical:
+            model = LogisticRegression(C=0.1, max_iter=2000).fit(z_tr, ytr)
+            value, metric, bar = accuracy_score(yte, model.predict(z_te)), "accuracy", acc_bar
+        else:
+            model = RidgeCV(alphas=np.logspace(-1, 4, 11)).fit(z_tr, ytr)
+            value, metric, bar = r2_score(yte, model.predict(z_te)), "r2", r2_bar
+        rows.append({"factor": f.name, "kind": f.kind, "metric": metric, "value": float(value),
+                     "bar": bar, "passed": bool(value >= bar)})
+    return rows
+
+
+# ---------------------------------------------------------------------------- small CNNs
+class _SmallCNN(nn.Module):
+    """Four stride-2 conv blocks + MLP head, for 32-128 px inputs."""
+
+    def __init__(self, size: int, n_out: int, width: int = 32) -> None:
+        super().__init__()
+        chans = [3, width, 2 * width, 4 * width, 4 * width]
+        layers: list[nn.Module] = []
+        for a, b in zip(chans, chans[1:]):
+            layers += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.BatchNorm2d(b), nn.SiLU()]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(chans[-1] * (size // 16) ** 2, 256),
+                                  nn.SiLU(), nn.Linear(256, n_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _train_cnn(model: nn.Module, x: torch.Tensor, loss_fn: Any, epochs: int, batch_size: int,
+               seed: int, progress: bool, desc: str) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    steps = epochs * math.ceil(len(x) / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    model.train()
+    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), batch_size):
+            idx = perm[i:i + batch_size]
+            loss = loss_fn(model(x[idx]), idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(1)
+    bar.close()
+    return model.eval()
+
+
+def pixel_cnn_accuracy(x_train: torch.Tensor, y_train: np.ndarray, x_test: torch.Tensor,
+                       y_test: np.ndarray, epochs: int = 6, batch_size: int = 64, seed: int = 0,
+                       progress: bool = False) -> float:
+    """Test accuracy of a small CNN trained on the pixels (``[N, 3, H, W]`` in [-1, 1])."""
+    torch.manual_seed(seed)
+    yt = torch.as_tensor(np.asarray(y_train), dtype=torch.float32)
+    model = _SmallCNN(x_train.shape[-1], 1)
+    _train_cnn(model, x_train, lambda out, idx: F.binary_cross_entropy_with_logits(
+        out[:, 0], yt[idx]), epochs, batch_size, seed, progress, "pixel CNN")
+    with torch.no_grad():
+        logits = torch.cat([model(x_test[i:i + 256])[:, 0] for i in range(0, len(x_test), 256)])
+    return float(((logits > 0).numpy().astype(int) == np.asarray(y_test)).mean())
+
+
+class FactorOracle(nn.Module):
+    """A CNN reading every concept-world factor off an image.
+
+    :meth:`read` returns, per factor, a ``[N]`` value in [0, 1] (continuous factors rescaled to
+    their range, binary factors as a probability) or ``[N, K]`` class probabilities.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.factors = FACTORS
+        self.n_out = [f.n_categories if (f.is_categorical and f.n_categories > 2) else 1
+                      for f in FACTORS]
+        self.net = _SmallCNN(size, sum(self.n_out))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(torch.split(self.net(x), self.n_out, dim=1))
+
+    def targets(self, factors: dict[str, np.ndarray]) -> list[torch.Tensor]:
+        out = []
+        for f in self.factors:
+            v = np.asarray(factors[f.name])
+            if f.is_categorical and f.n_categories > 2:
+                out.append(torch.as_tensor(v, dtype=torch.long))
+            elif f.is_categorical:
+                out.append(torch.as_tensor(v, dtype=torch.float32))
+            else:
+                out.append(torch.as_tensor((v - f.low) / (f.high - f.low), dtype=torch.float32))
+        return out
+
+    def loss(self, outs: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
+        total = torch.zeros(())
+        for f, o, t in zip(self.factors, outs, targets):
+            if f.is_categorical and f.n_categories > 2:
+                total = total + F.cross_entropy(o, t)
+            elif f.is_categorical:
+                total = total + F.binary_cross_entropy_with_logits(o[:, 0], t)
+            else:
+                total = total + 10 * F.mse_loss(o[:, 0], t)
+        return total
+
+    @torch.no_grad()
+    def read(self, images: torch.Tensor, batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Factor readings of images ``[N, 3, size, size]`` in [-1, 1]."""
+        self.eval()
+        if images.shape[-1] != self.size:
+            images = F.interpolate(images, size=(self.size, self.size), mode="bilinear",
+                                   align_corners=False, antialias=True)
+        parts: list[list[torch.Tensor]] = [[] for _ in self.factors]
+        for i in range(0, len(images), batch_size):
+            for j, o in enumerate(self(images[i:i + batch_size])):
+                parts[j].append(o)
+        res = {}
+        for f, chunks in zip(self.factors, parts):
+            o = torch.cat(chunks)
+            if f.is_categorical and f.n_categories > 2:
+                res[f.name] = torch.softmax(o, 1).numpy()
+            elif f.is_categorical:
+                res[f.name] = torch.sigmoid(o[:, 0]).numpy()
+            else:
+                res[f.name] = o[:, 0].numpy()
+        return res
+
+
+def train_factor_oracle(size: int, n: int = 10000, epochs: int = 10, seed: int = 7,
+                        n_test: int = 1000, progress: bool = False) -> tuple[FactorOracle, dict]:
+    """Train a :class:`FactorOracle` on freshly rendered concept-world images.
+
+    Returns:
+        ``(oracle, quality)`` with held-out R² / accuracy per factor.
+    """
+    torch.manual_seed(seed)
+    world = ConceptWorld(size=size)
+    train = world.sample(n, seed=seed)
+    test = world.sample(n_test, seed=seed + 1)
+    oracle = FactorOracle(size)
+    x = train.to_tensor()
+    targets = oracle.targets(train.factors)
+    _train_cnn(oracle, x, lambda outs, idx: oracle.loss(
+        torch.split(outs, oracle.n_out, 1) if isinstance(outs, torch.Tensor) else outs,
+        [t[idx] for t in targets]), epochs, 64, seed, progress, "factor oracle")
+    quality = _oracle_quality(oracle, test.to_tensor(), test.factors)
+    return oracle, quality
+
+
+def _oracle_quality(oracle: FactorOracle, x: torch.Tensor, factors: dict[str, np.ndarray]) -> dict:
+    from sklearn.metrics import r2_score
+
+    read = oracle.read(x)
+    q = {}
+    for f in FACTORS:
+        v = np.asarray(factors[f.name])
+        if f.is_categorical and f.n_categories > 2:
+            q[f.name] = float((read[f.name].argmax(1) == v).mean())
+        elif f.is_categorical:
+            q[f.name] = float(((read[f.name] > 0.5).astype(int) == v).mean())
+        else:
+            q[f.name] = float(r2_score((v - f.low) / (f.high - f.low), read[f.name]))
+    return q
+
+
+# ---------------------------------------------------------------------------- concept validity
+def _effect(f: Factor, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-image size of the change of one factor reading (TV distance for multi-class)."""
+    if a.ndim == 2:
+        return 0.5 * np.abs(a - b).sum(1)
+    return np.abs(a - b)
+
+
+def concept_validity(
+    inv: Inverter,
+    w_plus: torch.Tensor,
+    concepts: Sequence[int],
+    scale: np.ndarray,
+    oracle: FactorOracle,
+    class_factor: str = "smile",
+    strength: float = 2.0,
+    batch_size: int = 128,
+) -> dict[str, Any]:
+    """Edit each concept by ±``strength``·scale, render, and read all factors with the oracle.
+
+    Returns:
+        ``{"concepts", "factors", "effect" [n_concepts, n_factors], "signed_class_shift"
+        [n_concepts], "moves_class_most" [n_concepts] bool, "n_valid"}``; ``effect[i, j]`` is the
+        mean over images of |reading(+) - reading(-)| of factor j (0..1 scale).
+    """
+    from ..edits import edit
+
+    res = edit(inv.generator, w_plus, concepts, (-strength, strength), scale=scale,
+               batch_size=batch_size)
+    imgs = res.images.clamp(-1, 1)  # [B, nc, 2, 3, H, W]
+    b, nc = imgs.shape[:2]
+    minus = oracle.read(imgs[:, :, 0].reshape(b * nc, *imgs.shape[3:]))
+    plus = oracle.read(imgs[:, :, 1].reshape(b * nc, *imgs.shape[3:]))
+    names = [f.name for f in FACTORS]
+    effect = np.zeros((nc, len(names)))
+    for j, f in enumerate(FACTORS):
+        e = _effect(f, plus[f.name], minus[f.name])
+        effect[:, j] = e.reshape(b, nc).mean(0)
+    ci = names.index(class_factor)
+    signed = (plus[class_factor] - minus[class_factor]).reshape(b, nc).mean(0)
+    moves = effect.argmax(1) == ci
+    return {"concepts": [int(c) for c in concepts], "factors": names, "effect": effect,
+            "signed_class_shift": signed, "moves_class_most": moves, "n_valid": int(moves.sum())}
+
+
+# ---------------------------------------------------------------------------- debugging
+def spurious_debugging(
+    inv: Inverter,
+    size: int,
+    n_train: int = 4000,
+    n_test: int = 1000,
+    correlation: float = 0.9,
+    seed: int = 2000,
+    classifier: Any = None,
+    class_factor: str = "smile",
+    n_val: int | None = None,
+    batch_size: int = 128,
+    progress: bool = False,
+    ratios: tuple[float, ...] | None = None,
+    spurious: str = "background_hue",
+    max_accuracy_drop: float = 0.01,
+) -> dict[str, Any]:
+    """The spurious-concept debugging experiment.
+
+    A classifier is trained on a split where the spurious factor (default background hue, warm /
+    cool; any factor other than the class one) agrees with the class in ``correlation`` of the
+    images, and tested in-distribution (same correlation) and on a decorrelated split
+    (independent). Concepts are flagged with
+    :func:`~img2tab.tabular.flag_spurious_concepts`, whose strictness is chosen by
+    :func:`~img2tab.tabular.tune_spurious_exclusion` on a validation split drawn from the
+    training distribution (no test data), and the classifier is retrained without them.
+
+    Two references put the gain in context: the library's fixed default flagging
+    (``min_w1=0.25, ratio=1``), and a *ceiling*: the same classifier trained on an equally large
+    split where the spurious factor is already independent of the class. No exclusion can be
+    expected to beat the ceiling on the decorrelated split, so ``ceiling - before`` is the gain
+    the task leaves on the table.
+
+    Returns:
+        ``before`` / ``fixed`` / ``after`` / ``ceiling`` accuracies (``decorrelated``, ``iid``,
+        ``decorrelated_worst_group``), the gains, the search scores, the flagged concepts and
+        the models.
+    """
+    from sklearn.base import clone
+
+    from ..tabular import (
+        DEFAULT_RATIOS,
+        ConceptClassifier,
+        flag_spurious_concepts,
+        group_accuracies,
+        tune_spurious_exclusion,
+    )
+    from ._tasks import make_task
+
+    n_val = n_val if n_val is not None else max(200, n_train // 2)
+    task = {"size": size, "class_factor": class_factor, "spurious": spurious}
+    train, test_dec = make_spurious_splits(n_train, n_test, seed=seed, train_correlation=correlation,
+                                           test_correlation=0.5, **task)
+    val, test_iid = make_spurious_splits(n_val, n_test, seed=seed + 1, train_correlation=correlation,
+                                         test_correlation=correlation, **task)
+    fair = make_task(n_train, seed=seed + 2, spurious_correlation=0.5, **task)
+    splits = {"train": train, "val": val, "decorrelated": test_dec, "iid": test_iid, "fair": fair}
+    psi = {name: encode_images(inv, sp.to_tensor(), batch_size, progress, f"encode {name}")[0]
+           for name, sp in splits.items()}
+    base = classifier if classifier is not None else ConceptClassifier(random_state=0)
+    search = tune_spurious_exclusion(base, psi["train"], train.y, train.spurious, psi["val"], val.y,
+                                     val.spurious, ratios=ratios or DEFAULT_RATIOS,
+                                     max_accuracy_drop=max_accuracy_drop, layout=inv.layout,
+                                     progress=progress)
+    fixed_table = flag_spurious_concepts(psi["train"], train.y, train.spurious, layout=inv.layout)
+    fixed_ex = [int(k) for k in fixed_table.features]
+    models = {
+        "before": search.baseline,
+        "fixed": (clone(base).set_params(masked_features=fixed_ex).fit(psi["train"], train.y)
+                  if fixed_ex else search.baseline),
+        "after": search.classifier,
+        "ceiling": clone(base).fit(psi["fair"], fair.y),
+    }
+
+    def scores(c: Any) -> dict[str, float]:
+        dec = group_accuracies(c, psi["decorrelated"], test_dec.y, test_dec.groups)
+        iid = float((c.predict(psi["iid"]) == test_iid.y).mean())
+        return {"decorrelated": dec["accuracy"], "iid": iid, "decorrelated_worst_group": dec["worst_group"]}
+
+    out: dict[str, Any] = {
+        "class_factor": class_factor,
+        "spurious_factor": spurious,
+        "n_train": int(n_train),
+        "n_val": int(n_val),
+        "train_agreement": train.spurious_agreement,
+        "test_decorrelated_agreement": test_dec.spurious_agreement,
+        "test_iid_agreement": test_iid.spurious_agreement,
+        **{name: scores(c) for name, c in models.items()},
+        "ratio": search.ratio,
+        "search": search.scores,
+        "n_excluded": len(search.excluded),
+        "excluded": search.excluded,
+        "n_excluded_fixed": len(fixed_ex),
+        "flagged": search.flagged,
+        "classifier_before": models["before"],
+        "classifier_after": models["after"],
+    }
+    for split in ("decorrelated", "iid"):
+        out[f"gain_{split}"] = out["after"][split] - out["before"][split]
+    out["ceiling_gain_decorrelated"] = out["ceiling"]["decorrelated"] - out["before"]["decorrelated"]
+    out["passed"] = bool(out["gain_decorrelated"] >= 0.10 and out["gain_iid"] >= -0.02)
+    return out
+
+
+DEBUG_KEYS: tuple[str, ...] = (
+    "class_factor", "spurious_factor", "n_train", "n_val", "train_agreement", "test_decorrelated_agreement",
+    "test_iid_agreement", "before", "fixed", "after", "ceiling", "ratio", "search", "n_excluded",
+    "n_excluded_fixed", "gain_decorrelated", "gain_iid", "ceiling_gain_decorrelated", "passed",
+)
+"""Keys of :func:`spurious_debugging`'s result that are plain data."""
+
+
+def debug_summary(dbg: dict[str, Any], layout: Any = None) -> dict[str, Any]:
+    """The plain-data part of a :func:`spurious_debugging` result, JSON-ready (``inf`` -> None)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    out = {k: clean(dbg[k]) for k in DEBUG_KEYS}
+    if layout is not None:
+        out["excluded_labels"] = [layout.label(k) for k in dbg["excluded"][:20]]
+    return out
+
+
+def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """``(fn(*args, **kwargs), seconds)``."""
+    t = time.perf_counter()
+    r = fn(*args, **kwargs)
+    return r, time.perf_counter() - t
+
+
+# ---------------------------------------------------------------------------- full run
+def _fmt(v: float, nd: int = 3) -> str:
+    return f"{v:.{nd}f}"
+
+
+def run_evaluation(
+    inv: Inverter,
+    out_dir: str | Any,
+    config: EvaluationConfig | None = None,
+    progress: bool = True,
+    classifier: Any = None,
+) -> dict[str, Any]:
+    """Measure every quality bar of the embedded model and write ``metrics.json``, ``report.md``,
+    ``reconstructions.png`` and ``concept_effects.png`` into ``out_dir``.
+
+    Args:
+        inv: inverter whose generator renders concept-world images.
+        out_dir: output folder.
+        config: sizes and seeds.
+        progress: progress bars.
+        classifier: unfitted concept classifier (default ``ConceptClassifier(random_state=0)``).
+
+    Returns:
+        The metrics (also in ``metrics.json``).
+    """
+    import json
+    from pathlib import Path
+
+    from sklearn.base import clone
+
+    from ..gallery import plot_effect_matrix, plot_reconstructions
+    from ..tabular import ConceptClassifier, rank_by_relevance, wasserstein_relevance
+    from ._tasks import make_task
+
+    cfg = config or EvaluationConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    size = inv.generator.size
+    world = ConceptWorld(size=size)
+    metrics: dict[str, Any] = {"config": cfg.to_dict(), "size": size}
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    # 1. reconstruction
+    held = world.sample(cfg.n_recon, seed=cfg.seed)
+    x_held = held.to_tensor()
+    (rec_stats, recs), timings["reconstruction"] = timed(
+        reconstruction_quality, inv, x_held, cfg.batch_size, progress)
+    metrics["reconstruction"] = {**rec_stats, "bar_psnr": 24.0,
+                                 "passed": rec_stats["psnr_mean"] >= 24.0}
+    fig = plot_reconstructions(x_held[:16], recs[:16])
+    fig.savefig(out / "reconstructions.png", dpi=100, bbox_inches="tight")
+
+    # 2. probes and classification on a balanced task (spurious factor independent)
+    tr = make_task(cfg.n_train, seed=cfg.seed + 1, size=size)
+    te = make_task(cfg.n_test, seed=cfg.seed + 2, size=size)
+    x_tr, x_te = tr.to_tensor(), te.to_tensor()
+    (psi_tr, w_tr), timings["encode_train"] = timed(encode_images, inv, x_tr, cfg.batch_size,
+                                                    progress, "encode train")
+    psi_te, w_te = encode_images(inv, x_te, cfg.batch_size, progress, "encode test")
+    probes, timings["probes"] = timed(factor_probes, psi_tr, tr.factors, psi_te, te.factors)
+    metrics["probes"] = probes
+    base = classifier if classifier is not None else ConceptClassifier(random_state=0)
+    clf, timings["xgboost"] = timed(clone(base).fit, psi_tr, tr.y)
+    img2tab_acc = float((clf.predict(psi_te) == te.y).mean())
+    cnn_acc, timings["pixel_cnn"] = timed(pixel_cnn_accuracy, x_tr, tr.y, x_te, te.y,
+                                          cfg.cnn_epochs, 64, 0, progress)
+    metrics["classification"] = {"task": "smile > 0", "img2tab_xgboost": img2tab_acc,
+                                 "pixel_cnn": cnn_acc, "bar": 0.95,
+                                 "passed": img2tab_acc >= 0.95}
+
+    # 3. concept validity of the top-k W1 concepts
+    w1 = wasserstein_relevance(psi_tr, tr.y)
+    top = [int(k) for k in rank_by_relevance(w1)[: cfg.top_k]]
+    (oracle, oracle_q), timings["oracle"] = timed(train_factor_oracle, size, cfg.n_oracle,
+                                                  cfg.oracle_epochs, cfg.seed + 3, 1000, progress)
+    scale = psi_tr.std(0)
+    val = concept_validity(inv, w_te[: cfg.n_edit], top, scale, oracle, "smile", cfg.strength,
+                           cfg.batch_size)
+    layout = inv.layout
+    metrics["concept_validity"] = {
+        "oracle_quality": oracle_q,
+        "concepts": [{**layout.describe(k), "w1": float(w1[k])} for k in top],
+        "factors": val["factors"],
+        "effect": val["effect"].round(4).tolist(),
+        "signed_class_shift": val["signed_class_shift"].round(4).tolist(),
+        "moves_class_most": val["moves_class_most"].tolist(),
+        "n_valid": val["n_valid"], "bar": 3, "passed": val["n_valid"] >= 3,
+        "strength_std": cfg.strength,
+    }
+    fig = plot_effect_matrix(val["effect"], [layout.label(k) for k in top], val["factors"])
+    fig.savefig(out / "concept_effects.png", dpi=100, bbox_inches="tight")
+
+    # 4. debugging with a spurious factor
+    dbg, timings["debugging"] = timed(spurious_debugging, inv, size, cfg.n_spurious_train,
+                                      cfg.n_spurious_test, cfg.spurious_correlation,
+                                      cfg.seed + 4, base, batch_size=cfg.batch_size, progress=progress)
+    metrics["debugging"] = debug_summary(dbg, layout)
+    metrics["debugging_extra"] = []
+    for i, (factor, n) in enumerate(cfg.extra_debug_tasks):
+        extra, timings[f"debugging_{factor}"] = timed(
+            spurious_debugging, inv, size, int(n), cfg.n_spurious_test, cfg.spurious_correlation,
+            cfg.seed + 10 + 3 * i, base, class_factor=factor, batch_size=cfg.batch_size,
+            progress=progress)
+        metrics["debugging_extra"].append(debug_summary(extra, layout))
+    timings["total"] = time.perf_counter() - t0
+    metrics["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "report.md").write_text(evaluation_markdown(metrics))
+    return metrics
+
+
+def debugging_markdown(results: list[dict[str, Any]]) -> list[str]:
+    """Lines of a markdown table comparing the debugging variants of each task."""
+    lines = [
+        "Debugging (the nuisance factor agrees with the class in "
+        f"{100 * results[0]['train_agreement']:.0f}% of the training images; accuracy on the "
+        "decorrelated test split / its worst (class, nuisance) group / the in-distribution "
+        "test split):", "",
+        "| class factor | nuisance | n train | before | fixed flagging (concepts) | tuned flagging "
+        "(concepts, ratio) | ceiling: trained unbiased | gain / possible gain |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def acc(r: dict[str, float]) -> str:
+        return f"{r['decorrelated']:.3f} / {r['decorrelated_worst_group']:.3f} / {r['iid']:.3f}"
+
+    for d in results:
+        ratio = "none" if d["ratio"] is None else f"{d['ratio']:g}"
+        lines.append(
+            f"| {d['class_factor']} | {d.get('spurious_factor', 'background_hue')} | {d['n_train']} | "
+            f"{acc(d['before'])} | {acc(d['fixed'])} ({d['n_excluded_fixed']}) | {acc(d['after'])} "
+            f"({d['n_excluded']}, {ratio}) | {acc(d['ceiling'])} | {100 * d['gain_decorrelated']:+.1f} / "
+            f"{100 * d['ceiling_gain_decorrelated']:+.1f} points |")
+    first = results[0]
+    if first.get("excluded_labels"):
+        lines += ["", f"Tuned exclusion for {first['class_factor']}: first flagged concepts "
+                  + ", ".join(first["excluded_labels"][:8]) + "."]
+    return lines
+
+
+def evaluation_markdown(m: dict[str, Any]) -> str:
+    """The model-card section for metrics from :func:`run_evaluation`."""
+    r, c = m["reconstruction"], m["classification"]
+    lines = [
+        f"### Quality bars (measured on held-out concept-world images, {m['size']} px)",
+        "",
+        "| bar | target | measured | met |",
+        "|---|---|---|---|",
+        f"| reconstruction PSNR, {r['n']} held-out images | >= 24 dB | {r['psnr_mean']:.2f} dB "
+        f"(std {r['psnr_std']:.2f}, min {r['psnr_min']:.2f}); SSIM {r['ssim_mean']:.3f} | "
+        f"{'yes' if r['passed'] else 'no'} |",
+    ]
+    for p in m["probes"]:
+        tgt = f">= {p['bar']}"
+        lines.append(f"| linear probe Ψ -> {p['factor']} ({p['metric']}) | {tgt} | "
+                     f"{p['value']:.3f} | {'yes' if p['passed'] else 'no'} |")
+    lines.append(f"| Img2Tab (XGBoost on Ψ) accuracy, {c['task']} | >= 0.95 | "
+                 f"{c['img2tab_xgboost']:.3f} (pixel CNN on the same split: {c['pixel_cnn']:.3f}) | "
+                 f"{'yes' if c['passed'] else 'no'} |")
+    v = m["concept_validity"]
+    lines.append(f"| top-5 W1 concepts moving the class factor most | >= 3 of 5 | {v['n_valid']} of "
+                 f"{len(v['concepts'])} | {'yes' if v['passed'] else 'no'} |")
+    d = m["debugging"]
+    lines.append(
+        f"| debugging: decorrelated-test accuracy gain | >= +10 points | "
+        f"{100 * d['gain_decorrelated']:+.1f} points ({d['before']['decorrelated']:.3f} -> "
+        f"{d['after']['decorrelated']:.3f}; a classifier trained without the bias reaches "
+        f"{d['ceiling']['decorrelated']:.3f}) | {'yes' if d['gain_decorrelated'] >= 0.10 else 'no'} |")
+    lines.append(
+        f"| debugging: in-distribution accuracy change | >= -2 points | "
+        f"{100 * d['gain_iid']:+.1f} points ({d['before']['iid']:.3f} -> {d['after']['iid']:.3f}) | "
+        f"{'yes' if d['gain_iid'] >= -0.02 else 'no'} |")
+    lines += ["", "Concept validity: effect of a ±{:.0f} std edit on the oracle's factor readings "
+              "(mean |reading(+) - reading(-)|, 0..1 scale):".format(v["strength_std"]), "",
+              "| concept | W1 | " + " | ".join(v["factors"]) + " |",
+              "|---|---|" + "---|" * len(v["factors"])]
+    for con, row in zip(v["concepts"], v["effect"]):
+        label = (f"L{con['layer']}c{con['channel']}@{con['resolution']}"
+                 f"{'rgb' if con['is_torgb'] else ''} (k={con['feature']})")
+        lines.append(f"| {label} | {con['w1']:.2f} | " + " | ".join(f"{e:.3f}" for e in row) + " |")
+    lines += ["", "Factor oracle quality on 1,000 held-out renders (R² or accuracy): "
+              + ", ".join(f"{k} {val:.3f}" for k, val in v["oracle_quality"].items()) + ".",
+              ""] + debugging_markdown([d, *m.get("debugging_extra", [])]) + [
+              "", "Timings (s): " + ", ".join(f"{k} {val}" for k, val in m["timings_s"].items()) + "."]
+    return "\n".join(lines) + "\n"
