@@ -39,6 +39,8 @@ import numpy as np
 from img2tab.errors import Img2TabInputError
 from img2tab.networks.layout import StyleSpaceLayout
 
+from ._validation import check_labels, check_psi
+
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
@@ -60,120 +62,6 @@ _ARRAY_FILES = ("psi", "labels", "protected", "ids")
 
 #: (size, channel_multiplier) configurations tried, in order, to guess a layout from D.
 _KNOWN_CONFIGS: tuple[tuple[int, int], ...] = ((1024, 2), (512, 2), (256, 2), (256, 1))
-
-
-# --------------------------------------------------------------------------- validation
-def _describe_bad(bad: np.ndarray, what: str, limit: int = 5) -> str:
-    idx = np.flatnonzero(bad)
-    shown = ", ".join(str(int(i)) for i in idx[:limit])
-    more = ", ..." if idx.size > limit else ""
-    return f"{idx.size} {what} ({shown}{more})"
-
-
-def _all_finite(arr: np.ndarray) -> bool:
-    """``np.isfinite(arr).all()`` over row blocks (no N x D temporary for large inputs).
-
-    A block's float64 sum is finite unless the block holds NaN/inf (or overflows, in which case
-    the exact element-wise check decides).
-    """
-    step = max(1, (1 << 22) // max(1, arr.shape[1]))
-    with np.errstate(invalid="ignore", over="ignore"):
-        for r0 in range(0, arr.shape[0], step):
-            blk = arr[r0 : r0 + step]
-            if not np.isfinite(blk.sum(dtype=np.float64)) and not np.isfinite(blk).all():
-                return False
-    return True
-
-
-def check_psi(psi: Any, name: str = "psi", *, allow_nan: bool = False) -> np.ndarray:
-    """Validate a Ψ matrix and return it as a 2-D floating array (no copy when possible).
-
-    Args:
-        psi: array-like of shape ``(N, D)``, numeric. Integer and bool input is converted to
-            float64; float32/float64 (including ``np.memmap``) are returned as they are.
-        name: name used in error messages.
-        allow_nan: skip the finiteness check.
-
-    Returns:
-        ``np.ndarray`` of shape ``(N, D)`` with a floating dtype. The input is never modified.
-
-    Raises:
-        Img2TabInputError: not 2-D, empty, non-numeric, or containing NaN/inf (the message
-            counts the bad rows and columns and suggests dropping them).
-    """
-    try:
-        arr = np.asarray(psi)
-    except (TypeError, ValueError) as exc:  # ragged lists and similar
-        raise Img2TabInputError(f"{name} could not be converted to an array: {exc}") from exc
-    if arr.ndim != 2:
-        hint = " (a single sample? use psi.reshape(1, -1))" if arr.ndim == 1 else ""
-        raise Img2TabInputError(
-            f"{name} must be 2-D with shape (n_samples, n_features), got shape {arr.shape}{hint}"
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise Img2TabInputError(f"{name} is empty (shape {arr.shape})")
-    if arr.dtype.kind in "biu":
-        arr = arr.astype(np.float64)
-    elif arr.dtype.kind != "f":
-        raise Img2TabInputError(
-            f"{name} must be numeric, got dtype {arr.dtype}; convert it with "
-            f"np.asarray({name}, dtype=np.float32)"
-        )
-    if not allow_nan and not _all_finite(arr):
-        finite = np.isfinite(arr)
-        bad_rows = ~finite.all(axis=1)
-        bad_cols = ~finite.all(axis=0)
-        raise Img2TabInputError(
-            f"{name} contains {int((~finite).sum())} NaN/inf values in "
-            f"{_describe_bad(bad_rows, 'rows')} and {_describe_bad(bad_cols, 'columns')}; "
-            f"drop those rows (e.g. {name}[np.isfinite({name}).all(axis=1)]) or columns "
-            "before fitting"
-        )
-    return arr
-
-
-def check_labels(
-    labels: Any, n: int | None = None, *, name: str = "labels", min_classes: int = 2
-) -> np.ndarray:
-    """Validate a label vector and return it as a 1-D array.
-
-    Args:
-        labels: array-like of shape ``(N,)`` (``(N, 1)`` is flattened). Any values that
-            ``np.unique`` can sort (ints, bools, strings, floats).
-        n: expected number of samples (``psi.shape[0]``); ``None`` skips the check.
-        name: name used in error messages.
-        min_classes: minimum number of distinct values (2 for a classifier or W1).
-
-    Returns:
-        ``np.ndarray`` of shape ``(N,)``. The input is never modified.
-
-    Raises:
-        Img2TabInputError: wrong shape, length mismatch, NaN labels or too few classes.
-    """
-    arr = np.asarray(labels)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr.ravel()
-    if arr.ndim != 1:
-        raise Img2TabInputError(f"{name} must be 1-D with shape (n_samples,), got {arr.shape}")
-    if n is not None and arr.shape[0] != n:
-        raise Img2TabInputError(f"{name} has {arr.shape[0]} entries but psi has {n} rows; they must match")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise Img2TabInputError(
-            f"{name} contains {_describe_bad(~np.isfinite(arr), 'NaN/inf entries')}; drop those samples"
-        )
-    if arr.dtype == object:
-        try:
-            np.unique(arr)
-        except TypeError as exc:
-            raise Img2TabInputError(f"{name} mixes types that cannot be sorted: {exc}") from exc
-    n_classes = np.unique(arr).size
-    if n_classes < min_classes:
-        found = f"only {np.unique(arr)[:5].tolist()}" if n_classes else "no samples"
-        raise Img2TabInputError(
-            f"{name} must contain at least {min_classes} classes, found {found}; "
-            "a relevance score or classifier needs samples of every class"
-        )
-    return arr
 
 
 def _check_1d(values: Any, n: int, name: str) -> np.ndarray:
