@@ -22,13 +22,10 @@ whose arrays do not match it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import shutil
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from img2tab._atomic import atomic_dir
+from img2tab._json import jsonable, read_json
 from img2tab.errors import Img2TabInputError
 from img2tab.networks.layout import StyleSpaceLayout
 
@@ -232,16 +231,6 @@ def default_layout(n_features: int) -> StyleSpaceLayout:
 
 
 # --------------------------------------------------------------------------- dataset
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
 def _sha256(path: Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -250,28 +239,15 @@ def _sha256(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    # Directories cannot be opened for fsync on every platform (Windows); best effort.
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _write_npy(path: Path, arr: np.ndarray) -> None:
+    # Inside an atomic_dir: the folder swap makes the whole dataset atomic.
     with open(path, "wb") as f:
         np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 @dataclass(frozen=True, eq=False)
@@ -444,13 +420,7 @@ class PsiDataset:
                     f"{target} exists and is not an img2tab Ψ dataset (no valid meta.json); "
                     "refusing to replace it"
                 )
-        parent = target.parent
-        parent.mkdir(parents=True, exist_ok=True)
-        token = uuid.uuid4().hex[:12]
-        tmp = parent / f".{target.name}.tmp-{token}"
-        old = parent / f".{target.name}.old-{token}"
-        tmp.mkdir()
-        try:
+        with atomic_dir(target) as tmp:
             files: dict[str, dict[str, Any]] = {}
             for name in _ARRAY_FILES:
                 arr = getattr(self, name)
@@ -476,19 +446,8 @@ class PsiDataset:
                 "label_names": None if self.label_names is None else list(self.label_names),
                 "meta": self.meta,
             }
-            text = json.dumps(meta, indent=2, default=_json_default)
-            _write_bytes(tmp / "meta.json", text.encode("utf-8"))
-            _fsync_dir(tmp)
-            if target.exists():
-                os.replace(target, old)
-            os.replace(tmp, target)
-            _fsync_dir(parent)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if old.exists() and not target.exists():
-                os.replace(old, target)  # put the previous dataset back
-            raise
-        shutil.rmtree(old, ignore_errors=True)
+            text = json.dumps(jsonable(meta), indent=2, allow_nan=False) + "\n"
+            _write_bytes(tmp / "meta.json", text.encode("utf-8"))  # last: the folder is complete
         logger.info("saved %r to %s", self, target)
         return target
 
@@ -563,10 +522,7 @@ def _read_meta(root: Path) -> dict[str, Any]:
             f"{root} is not a complete Ψ dataset: meta.json is missing (an interrupted save or "
             "not a dataset directory); re-create it with PsiDataset.save"
         )
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise Img2TabInputError(f"{meta_path} is not valid JSON: {exc}") from exc
+    meta = read_json(meta_path, "Ψ dataset header")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise Img2TabInputError(f"{meta_path} is not an img2tab Ψ dataset header")
     version = meta.get("format_version")
