@@ -265,6 +265,8 @@ class PsiDataset:
         label_names: optional names of the classes in ``np.unique(labels)`` order
             (e.g. ``("female", "male")``).
         meta: free JSON-serialisable metadata (encoder, generator, source, ...).
+        source: the folder this dataset was loaded from (set by :meth:`load`; None for an
+            in-memory dataset). :meth:`img2tab.Img2Tab.save` refers to it instead of copying Ψ.
 
     Finiteness of ``psi`` is not checked here (that would read a memory-mapped file in full);
     :func:`check_psi` does it where it matters.
@@ -277,6 +279,7 @@ class PsiDataset:
     layout: StyleSpaceLayout | None = None
     label_names: tuple[str, ...] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    source: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         psi = self.psi
@@ -512,6 +515,7 @@ class PsiDataset:
             layout=None if layout is None else StyleSpaceLayout.from_dict(layout),
             label_names=meta.get("label_names"),
             meta=meta.get("meta") or {},
+            source=os.fspath(root.resolve()),
         )
 
 

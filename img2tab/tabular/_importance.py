@@ -15,7 +15,9 @@ import numpy as np
 from img2tab.errors import Img2TabInputError
 from img2tab.networks.layout import StyleSpaceLayout
 
+from ._backends import booster_scores
 from ._table import ConceptTable, Table, concept_table, rank_descending, resolve_layout
+from ._validation import check_positive_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._classifier import ConceptClassifier
@@ -101,13 +103,7 @@ def importance_vector(
                 f"importance_type {importance_type!r} needs an XGBoost model or a "
                 "ConceptClassifier; use None or 'permutation'"
             )
-        score = booster().get_score(importance_type=importance_type)
-        out = np.zeros(n, dtype=np.float64)
-        names = booster().feature_names
-        lookup = {nm: i for i, nm in enumerate(names)} if names else None
-        for key, val in score.items():
-            out[lookup[key] if lookup is not None else int(key[1:])] = float(val)
-        return out
+        return booster_scores(booster(), importance_type, n)
     if hasattr(clf, "feature_importances_"):
         return np.asarray(clf.feature_importances_, dtype=np.float64).reshape(-1).copy()
     if hasattr(clf, "coef_"):
@@ -173,9 +169,8 @@ def top_concepts(
     **kwargs: Any,
 ) -> ConceptTable:
     """The ``k`` most important concepts (first ``k`` rows of :func:`global_importance`)."""
-    if int(k) < 1:
-        raise Img2TabInputError(f"k must be >= 1, got {k}")
-    return global_importance(clf, importance_type, layout, **kwargs).head(int(k))
+    k = check_positive_int(k, "k")
+    return global_importance(clf, importance_type, layout, **kwargs).head(k)
 
 
 # --------------------------------------------------------------------------- contributions
