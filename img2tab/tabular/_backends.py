@@ -207,7 +207,7 @@ class XGBoostBackend(Backend):
         path = folder / self.model_file
         try:
             est.load_model(os.fspath(path))
-        except xgboost.core.XGBoostError as exc:
+        except (xgboost.core.XGBoostError, ValueError) as exc:  # ValueError: undecodable message
             first = (str(exc).strip().splitlines() or [""])[0]
             raise Img2TabInputError(f"{path} is not a loadable XGBoost model: {first}") from exc
         return est

@@ -50,8 +50,9 @@ def rank_descending(values: Any) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim == 0:
         arr = arr.reshape(1)
-    key = np.where(np.isnan(arr), np.inf, -arr)
-    return np.argsort(key, axis=-1, kind="stable").astype(np.int64)
+    nan = np.isnan(arr)
+    # primary key: NaN last; secondary: descending value; np.lexsort is stable (ties by index)
+    return np.lexsort((np.where(nan, 0.0, -arr), nan), axis=-1).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- tables
