@@ -36,7 +36,7 @@ from .tabular import (
     wasserstein_relevance,
 )
 from .tabular._backends import load_npz
-from .tabular._dataset import _sha256
+from .tabular._dataset import _column_stats, _sha256
 from .tabular._validation import check_positive_int
 
 __all__ = ["Explanation", "Img2Tab"]
@@ -106,7 +106,9 @@ class Img2Tab:
             )
         inv = self.inverter
         param = next(inv.parameters(), None)
-        if param is not None and param.device != torch.device(self.device):
+        want = torch.device(self.device)
+        if param is not None and (param.device.type != want.type
+                                  or want.index not in (None, param.device.index)):
             # never silently: the caller's inverter object is moved (torch moves modules in place)
             warnings.warn(f"moving the inverter from {param.device} to device={self.device!r} "
                           "(Img2Tab.device); pass the device the inverter is on to avoid this",
@@ -176,8 +178,7 @@ class Img2Tab:
             layout = self.inverter.layout
         base = self.classifier if self.classifier is not None else ConceptClassifier()
         clf = clone(base).fit(psi, y)
-        mean = psi.mean(0, dtype=np.float64)
-        std = psi.std(0, dtype=np.float64)
+        mean, std = _column_stats(psi)  # blockwise float64: no N x D temporary
         self.layout_ = layout or StyleSpaceLayout.flat(psi.shape[1])
         self.psi_mean_ = mean.astype(np.float32)
         self.psi_std_ = np.where(std > 0, std, 1.0).astype(np.float32)

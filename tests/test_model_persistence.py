@@ -151,3 +151,28 @@ def test_bad_psi_given_to_predict():
     nan_train[0, 0] = np.nan
     with pytest.raises(Img2TabInputError, match=r"psi \(Ψ\) contains 1 NaN/inf values"):
         _model().fit(nan_train, y)
+
+
+def test_corrupt_inverter_config_or_weights_referenced_by_a_saved_img2tab(tmp_path, tiny_inverter):
+    from img2tab.checkpoints import load_inverter, save_inverter
+    from img2tab.errors import CheckpointError
+
+    inv_dir = save_inverter(tiny_inverter, tmp_path / "inv")
+    inv = load_inverter(inv_dir)
+    X, y = _data(d=inv.layout.total)
+    m = Img2Tab(inv, _model().classifier, progress=False).fit(X, y)
+    out = m.save(tmp_path / "m")
+    assert Img2Tab.load(out).inverter is not None  # reloaded from the recorded path
+    cfg = (inv_dir / "config.json").read_text()
+    (inv_dir / "config.json").write_text(cfg[: len(cfg) // 2])
+    with pytest.raises(CheckpointError, match=r"model config .*config.json is not valid JSON") as info:
+        Img2Tab.load(out)
+    assert "\n" not in str(info.value)
+    (inv_dir / "config.json").write_text(cfg)
+    weights = (inv_dir / "model.safetensors").read_bytes()
+    (inv_dir / "model.safetensors").write_bytes(weights[: len(weights) // 3])
+    with pytest.raises(CheckpointError, match=r"model.safetensors is not a readable safetensors") as info:
+        Img2Tab.load(out)
+    assert "\n" not in str(info.value)
+    # passing the inverter explicitly skips the recorded path
+    assert Img2Tab.load(out, inverter=tiny_inverter).inverter is tiny_inverter

@@ -562,8 +562,9 @@ def _torch_load(path: str | os.PathLike[str]) -> Any:
     except FileNotFoundError:
         raise
     except Exception as exc:  # unpickling errors differ between torch versions
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise Img2TabInputError(
-            f"cannot load {path} with torch.load(weights_only=True): {exc}. Only plain tensors, "
+            f"cannot load {path} with torch.load(weights_only=True) ({first}); only plain tensors, "
             "lists and dicts of tensors are accepted (no pickled objects)"
         ) from exc
 
