@@ -141,7 +141,7 @@ def save_classifier(clf: ConceptClassifier, path: str | os.PathLike[str], *, ove
     }
     root = Path(path)
     with atomic_dir(root, overwrite=overwrite, replaceable=_replaceable) as tmp:
-        backend.save(clf._inner(), tmp)
+        backend.save(clf.inner_model, tmp)
         if scaler is not None:
             atomic_save_npz(tmp / _SCALER, mean=scaler.mean_, scale=scaler.scale_, var=scaler.var_,
                             n_samples_seen=np.asarray(scaler.n_samples_seen_))
