@@ -30,7 +30,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
+from ._json import read_json
+from .errors import CheckpointError, Img2TabInputError
 from .networks.e4e import EncoderConfig, build_encoder
 from .networks.inverter import Inverter
 from .networks.layout import generator_channels
@@ -292,10 +293,19 @@ def _read_native(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
             f"{path} is a directory but not an img2tab model (needs config.json and "
             "model.safetensors)"
         )
-    cfg = json.loads(cfg_path.read_text())
-    if cfg.get("format") != _FORMAT:
-        raise CheckpointError(f"{cfg_path} is not an img2tab config (format={cfg.get('format')!r})")
-    return cfg, load_file(str(w_path))
+    try:
+        cfg = read_json(cfg_path, "model config")
+    except Img2TabInputError as exc:
+        raise CheckpointError(str(exc)) from None
+    if not isinstance(cfg, dict) or cfg.get("format") != _FORMAT:
+        fmt = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
+        raise CheckpointError(f"{cfg_path} is not an img2tab config (format={fmt!r})")
+    try:
+        return cfg, load_file(str(w_path))
+    except Exception as exc:  # SafetensorError, OSError: truncated or not a safetensors file
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{w_path} is not a readable safetensors file (corrupt or truncated): "
+                              f"{msg}") from None
 
 
 def _write_native(path: str | os.PathLike, cfg: dict, tensors: dict[str, torch.Tensor]) -> Path:
