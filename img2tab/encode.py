@@ -112,7 +112,6 @@ def encode_to_dataset(
     else:
         _write_json(mpath, manifest)
     inv = inverter.to(device).eval()
-    gen = inv.generator
     done = [i for i in range(n_shards) if (shard_dir / f"shard-{i:05d}.psi" / "meta.json").exists()]
     if done:
         logger.info("resuming: %d of %d shards already encoded", len(done), n_shards)
@@ -124,18 +123,20 @@ def encode_to_dataset(
             continue
         chunk = items[s * shard_size:(s + 1) * shard_size]
         report = LoadReport()
-        rows, got_ids = [], []
-        for bids, x in iter_image_batches([it for _, it in chunk], inv.input_size, batch_size,
-                                          crop=crop, skip_errors=skip_errors, report=report):
-            with torch.no_grad():
-                rows.append(gen.psi(inv.encode(x.to(device))).cpu().numpy())
-            got_ids.extend(bids)
-            bar.update(len(bids))
+        got_ids: list[str] = []
+
+        def batches(chunk=chunk, report=report, got_ids=got_ids):
+            for bids, x in iter_image_batches([it for _, it in chunk], inv.input_size, batch_size,
+                                              crop=crop, skip_errors=skip_errors, report=report):
+                got_ids.extend(bids)
+                bar.update(len(bids))
+                yield x
+
+        psi, _ = inv.encode_psi(batches(), batch_size=batch_size, with_w=False)
         bar.update(len(report.skipped))
         # iter_image_batches names in-memory items by position within the chunk: map back
         by_pos = {f"input[{j}]": chunk[j][0] for j in range(len(chunk))}
         got_ids = [by_pos.get(i, i) for i in got_ids]
-        psi = np.concatenate(rows) if rows else np.zeros((0, inv.layout.total), np.float32)
         PsiDataset(psi, ids=np.asarray(got_ids, dtype=str), layout=inv.layout,
                    meta={"skipped": [list(t) for t in report.skipped]}).save(target)
     bar.close()
