@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._device import resolve_device
 from .errors import Img2TabInputError
 from .io import LoadReport, _expand, iter_image_batches
 from .networks.inverter import Inverter
@@ -85,6 +86,7 @@ def encode_to_dataset(
         The finished dataset (memory-mapped).
     """
     out = Path(out)
+    device = resolve_device(device)
     if batch_size < 1 or shard_size < 1:
         raise Img2TabInputError("batch_size and shard_size must be positive")
     items = _expand(sources)

@@ -37,6 +37,11 @@ __all__ = ["Explanation", "Img2Tab"]
 logger = logging.getLogger(__name__)
 
 
+def _check_top_k(top_k: Any) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 0:
+        raise Img2TabInputError(f"top_k must be a non-negative int, got {top_k!r}")
+
+
 @dataclass(frozen=True)
 class Explanation:
     """Why the classifier decided as it did for some images.
@@ -191,6 +196,7 @@ class Img2Tab:
     # ------------------------------------------------------------------ concepts
     def concepts(self, top_k: int = 20, importance_type: str | None = None) -> ConceptTable:
         """The classifier's top concepts: importance, W1, layer, channel, resolution, toRGB."""
+        _check_top_k(top_k)
         self._check_fitted()
         kw = {"w1": self.w1_} if self.w1_ is not None else {}
         return global_importance(self.classifier_, importance_type, layout=self.layout_,
@@ -200,6 +206,7 @@ class Img2Tab:
         """Concepts ranked by W1 class relevance on the training data."""
         from .tabular import concept_table
 
+        _check_top_k(top_k)
         self._check_fitted()
         if self.w1_ is None:
             raise Img2TabInputError("W1 relevance is defined here for binary labels only")
