@@ -121,7 +121,7 @@ def reconstruction_quality(inv: Inverter, images: torch.Tensor, batch_size: int 
     for i in tqdm(range(0, len(images), batch_size), desc="reconstruct", disable=not progress,
                   leave=False):
         x = images[i:i + batch_size]
-        y = inv.reconstruct(x).clamp(-1, 1)
+        y = inv.reconstruct(x).clamp(-1, 1).float().to(x.device)
         if y.shape[-1] != x.shape[-1]:
             y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False,
                               antialias=True)
