@@ -105,7 +105,13 @@ def encode_to_dataset(
     shard_dir.mkdir(parents=True, exist_ok=True)
     mpath = shard_dir / _MANIFEST
     if mpath.exists():
-        old = json.loads(mpath.read_text())
+        try:
+            old = json.loads(mpath.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise Img2TabInputError(f"{mpath} is not valid JSON ({exc.__class__.__name__}); remove "
+                                    f"{shard_dir} to start the encoding afresh") from None
+        if not isinstance(old, dict):
+            raise Img2TabInputError(f"{mpath} is not an img2tab encoding manifest; remove {shard_dir}")
         if {k: old.get(k) for k in manifest} != manifest:
             raise Img2TabInputError(
                 f"{shard_dir} holds an unfinished run with different images, shard size or model; "

@@ -210,3 +210,21 @@ def test_no_warning_on_the_new_path(tiny_inverter):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tiny_inverter.encode_psi(_images(2))
+
+
+def test_encode_to_dataset_uses_encode_psi_and_names_a_corrupt_manifest(tmp_path, tiny_inverter):
+    from img2tab.encode import encode_to_dataset
+
+    x = _images(5, size=64)
+    ds = encode_to_dataset(list(x), tiny_inverter, tmp_path / "a.psi", batch_size=2, shard_size=3,
+                           progress=False)
+    ref, _ = tiny_inverter.encode_psi(x)
+    np.testing.assert_allclose(np.asarray(ds.psi), ref, rtol=1e-5, atol=1e-5)
+    shards = tmp_path / "b.psi.shards"
+    shards.mkdir()
+    (shards / "manifest.json").write_text('{"n_images": 5,')
+    with pytest.raises(Img2TabInputError, match=r"manifest\.json is not valid JSON"):
+        encode_to_dataset(list(x), tiny_inverter, tmp_path / "b.psi", progress=False)
+    with pytest.raises(Img2TabInputError, match="no CUDA GPU|CUDA device"):
+        encode_to_dataset(list(x), tiny_inverter, tmp_path / "c.psi", progress=False,
+                          device="cuda" if not torch.cuda.is_available() else "cuda:99")
