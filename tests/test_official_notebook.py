@@ -50,6 +50,7 @@ def test_official_notebook_runs_every_cell(official, monkeypatch):
     monkeypatch.setenv("IMG2TAB_PRETRAINED", str(paths["e4e"].parent))
     monkeypatch.setenv("IMG2TAB_FACES", str(faces[0].parent))
     monkeypatch.setenv("OMP_NUM_THREADS", str(max(1, torch.get_num_threads())))
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend shows figures
     nb = nbformat.read(NB, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
                                      resources={"metadata": {"path": str(NB.parent)}})

@@ -51,6 +51,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# earlier private names of the small CNN and its training loop, now in img2tab.networks.cnn
+_SmallCNN = SmallCNN
+_train_cnn = fit_cnn
+
 
 @dataclass(frozen=True)
 class EvaluationConfig:
