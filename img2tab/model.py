@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import clone
-from tqdm.auto import tqdm
 
 from ._atomic import atomic_dir, atomic_save_npz, atomic_write_json
 from ._json import read_json
@@ -115,32 +114,25 @@ class Img2Tab:
                           UserWarning, stacklevel=3)
         return inv.to(self.device).eval()
 
-    @torch.no_grad()
-    def encode_w(self, images: Any) -> torch.Tensor:
-        """Images (paths, folder, PIL, arrays or a ``[B, 3, H, W]`` tensor in [-1, 1]) -> W+
-        ``[B, n_latent, style_dim]`` on the CPU."""
-        from .io import load_images
-
+    def _encode(self, images: Any, with_w: bool) -> tuple[np.ndarray, torch.Tensor | None]:
+        """Images -> ``(Ψ [B, D], W+ [B, n_latent, style_dim] or None)`` by ``Inverter.encode_psi``."""
         inv = self._require_inverter()
         if not isinstance(images, torch.Tensor):
-            images = load_images(images, inv.input_size)
-        out = []
-        for i in tqdm(range(0, len(images), self.batch_size), desc="encode",
-                      disable=not self.progress or len(images) <= self.batch_size, leave=False):
-            out.append(inv.encode(images[i:i + self.batch_size]).cpu())
-        return torch.cat(out) if out else torch.empty(0, inv.generator.n_latent,
-                                                      inv.generator.style_dim)
+            from .io import load_images
 
-    @torch.no_grad()
+            images = load_images(images, inv.input_size)
+        return inv.encode_psi(images, batch_size=self.batch_size,
+                              progress=self.progress and len(images) > self.batch_size,
+                              with_w=with_w)
+
+    def encode_w(self, images: Any) -> torch.Tensor:
+        """Images (paths, folder, PIL, arrays or a ``[B, 3, H, W]`` tensor: float in [-1, 1] or
+        uint8) -> W+ ``[B, n_latent, style_dim]`` on the CPU."""
+        return self._encode(images, with_w=True)[1]
+
     def encode(self, images: Any) -> np.ndarray:
         """Images -> Ψ ``[B, D]`` float32 (encoder + affine layers only, no synthesis)."""
-        inv = self._require_inverter()
-        w = self.encode_w(images)
-        gen = inv.generator
-        psi = [gen.psi(w[i:i + 256].to(next(gen.parameters()).device)).cpu()
-               for i in range(0, len(w), 256)]
-        return torch.cat(psi).numpy().astype(np.float32) if psi else np.zeros((0, gen.layout.total),
-                                                                              np.float32)
+        return self._encode(images, with_w=False)[0]
 
     def _as_psi(self, X: Any) -> np.ndarray:
         """Ψ from a PsiDataset, an array ``[N, D]`` or images."""
