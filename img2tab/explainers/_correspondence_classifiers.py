@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -234,7 +235,7 @@ class KNNClassifier:
         pairs = np.full((q_n, m, n, 2), -1, np.int64)
         weights = np.zeros((q_n, m, n))
         for i in range(q_n):
-            gm = self.gallery_maps_[idx[i]].flatten(2)
+            gm = self.gallery_maps_[torch.from_numpy(np.array(idx[i], dtype=np.int64))].flatten(2)
             qcc, gcc = cross_correlation_maps(qm[i : i + 1].expand(len(gm), -1, -1), gm)
             qt = torch.argsort(-qcc, dim=1, stable=True)[:, :n]
             gt = torch.argsort(-gcc, dim=1, stable=True)[:, :n]
@@ -307,13 +308,24 @@ class _PatchReRanker(KNNClassifier):
         scores = np.zeros((q_n, m))
         pairs = np.full((q_n, m, self.n_pairs, 2), -1, np.int64)
         weights = np.zeros((q_n, m, self.n_pairs))
+        n_bad = 0
         for i in range(q_n):
-            gm = self.gallery_maps_[idx[i]].flatten(2)
+            gm = self.gallery_maps_[torch.from_numpy(np.array(idx[i], dtype=np.int64))].flatten(2)
             out = self._pair_batch(qm[i : i + 1].expand(len(gm), -1, -1), gm, i, idx[i], ctx)
+            if "converged" in out:
+                n_bad += int((~out["converged"]).sum())
             scores[i] = out["score"].numpy()
             n = out["pairs"].shape[1]
             pairs[i, :, :n] = out["pairs"].numpy()
             weights[i, :, :n] = out["weights"].numpy()
+        if n_bad:
+            warnings.warn(
+                f"{type(self).__name__}: Sinkhorn did not converge within {self.max_iter} iterations "
+                f"(tol {self.tol}) for {n_bad} of {idx.size} query-candidate pairs; their plans are the "
+                "last iterate (the official code prints and goes on)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         return scores, pairs, weights
 
 
@@ -346,8 +358,9 @@ class EMDCorrClassifier(_PatchReRanker):
 
     def _pair_batch(self, qm, gm, qi, gidx, ctx):  # type: ignore[no-untyped-def]
         out = emd_pair_scores(qm, gm, reg=self.reg, max_iter=self.max_iter, tol=self.tol,
-                              n_patches=self.n_patches, uniform=self.uniform)
-        return {"score": out["score"], "pairs": out["pairs"], "weights": out["weights"]}
+                              n_patches=self.n_patches, uniform=self.uniform, warn=False)
+        return {"score": out["score"], "pairs": out["pairs"], "weights": out["weights"],
+                "converged": out["converged"]}
 
 
 class CHMCorrClassifier(_PatchReRanker):
@@ -362,14 +375,15 @@ class CHMCorrClassifier(_PatchReRanker):
         threshold: CC-mask threshold (official 0.55); n_top: cosines averaged (official 5).
     """
 
-    name = "chm-corr"
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "chm-corr-oracle" if self.matcher == "oracle" else "chm-corr-mnn"
 
     def __init__(self, model: Any, *, matcher: Literal["mutual-nn", "oracle"] = "mutual-nn",
                  geometry: FaceGeometry | None = None, n_shortlist: int = 50, n_vote: int = 20,
                  threshold: float = 0.55, n_top: int = 5, batch_size: int = 128) -> None:
         super().__init__(model, n_shortlist=n_shortlist, n_vote=n_vote, batch_size=batch_size)
         self.matcher = matcher
-        self.name = "chm-corr-oracle" if matcher == "oracle" else "chm-corr-mnn"
         self.geometry = geometry
         self.threshold = threshold
         self.n_top = n_top
