@@ -358,3 +358,23 @@ def test_adapter_protocol_for_psi_knn_and_figures():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # converges within the official budget on these inputs
         emd.classify(xs[:2])
+
+
+def test_restrict_factor_keeps_labels_and_other_factors():
+    from img2tab.explainers._correspondence_eval import _LookupEmbed, restrict_factor
+    from img2tab.world import make_task
+
+    split = make_task(20, seed=14, spurious=None)
+    shifted = restrict_factor(split, "hair_color", (2, 3), seed=1)
+    assert set(np.unique(shifted.factors["hair_color"])) <= {2, 3}
+    np.testing.assert_array_equal(shifted.y, split.y)
+    for k in split.factors:
+        if k != "hair_color":
+            np.testing.assert_array_equal(shifted.factors[k], split.factors[k])
+    np.testing.assert_array_equal(shifted.images, render(shifted.factors, 64))
+    with pytest.raises(Exception, match="class factor"):
+        restrict_factor(split, "smile", (0.0, 1.0))
+    stored = np.arange(10.0).reshape(5, 2)
+    table = _LookupEmbed(lambda x: np.full((len(x), 2), -1.0), [split.images[:5]], [stored])
+    out = table(split.to_tensor()[3:7])
+    np.testing.assert_array_equal(out, [[6, 7], [8, 9], [-1, -1], [-1, -1]])
