@@ -45,12 +45,13 @@ def main() -> None:
     ap.add_argument("--train-values", type=float, nargs="+", default=[0, 1])
     ap.add_argument("--shift-values", type=float, nargs="+", default=[2, 3])
     ap.add_argument("--out", default="runs/correspondence_shift.json")
+    ap.add_argument("--figures", default=None, help="folder for explanation figures")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     t0 = time.time()
     res = world_shift_experiment(make_classifiers, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
                                  factor=args.factor, train_values=args.train_values,
-                                 shift_values=args.shift_values)
+                                 shift_values=args.shift_values, figures_dir=args.figures)
     res["wall_s"] = time.time() - t0
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,11 @@ official ImageNet-R / Sketch out-of-distribution sets.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,6 +99,7 @@ def world_shift_experiment(
     shift_values: Sequence[float] = (2, 3),
     cnn_config: Any = None,
     cache_dir: Any = None,
+    figures_dir: Any = None,
 ) -> dict[str, Any]:
     """Train ConceptCNN on a restricted world, then score it and the correspondence classifiers
     in distribution and under the shift.
@@ -109,6 +112,8 @@ def world_shift_experiment(
             (categories, or ``(low, high)`` for a continuous factor).
         cnn_config: :class:`~img2tab.networks.cnn.ConceptCNNConfig` (default one).
         cache_dir: ConceptCNN cache folder.
+        figures_dir: if given, ``<name>_in.png`` / ``<name>_shift.png`` explanation figures of the
+            first test image of each split are written there.
 
     Returns:
         ``{"factor", "train_values", "shift_values", "accuracy": {name: {"in_distribution",
@@ -124,6 +129,21 @@ def world_shift_experiment(
                                     cache_dir=cache_dir)
     clfs = make_classifiers(cnn, train, [test_in, test_shift])
     acc = classifier_accuracy(clfs, train, {"in_distribution": test_in, "shifted": test_shift}, cnn=cnn)
+    if figures_dir is not None:
+        import matplotlib.pyplot as plt
+
+        from .correspondence import plot_correspondences
+
+        folder = Path(figures_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, clf in clfs.items():
+            for tag, split in (("in", test_in), ("shift", test_shift)):
+                fig = plot_correspondences(clf, split.to_tensor()[:1], train.to_tensor(), k=3,
+                                           class_names=train.class_names)
+                tmp = folder / f".{name}_{tag}.png.tmp"
+                fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+                os.replace(tmp, folder / f"{name}_{tag}.png")
+                plt.close(fig)
     return {"factor": factor, "train_values": list(train_values), "shift_values": list(shift_values),
             "n_train": n_train, "n_test": n_test, "accuracy": acc}
 
