@@ -378,3 +378,18 @@ def test_restrict_factor_keeps_labels_and_other_factors():
     table = _LookupEmbed(lambda x: np.full((len(x), 2), -1.0), [split.images[:5]], [stored])
     out = table(split.to_tensor()[3:7])
     np.testing.assert_array_equal(out, [[6, 7], [8, 9], [-1, -1], [-1, -1]])
+
+
+def test_face_geometry_asks_its_lookup_before_reading_pixels():
+    f = sample_factors(4, seed=15)
+    imgs = render(f, 64)
+
+    class Lookup:
+        def get(self, images):
+            found = np.array([True, False, True, False])[: len(images)]
+            return {"head_tilt": np.full(len(images), 0.5), "face_width": np.full(len(images), 0.25)}, found
+
+    tilt, width = FaceGeometry(lookup=Lookup())(imgs)
+    np.testing.assert_allclose(tilt[[0, 2]], 0.5)
+    np.testing.assert_allclose(width[[0, 2]], 0.25)
+    np.testing.assert_allclose(tilt[[1, 3]], read_geometry(imgs[[1, 3]])[0])

@@ -177,8 +177,9 @@ def correspondence_explainers(quick: bool = False) -> dict[str, Callable[[Any], 
     and both CHM-Corr variants (see :mod:`img2tab.explainers.correspondence`).
 
     ``ctx`` is a :class:`~img2tab.world.benchmark.BenchmarkContext` (``concept_cnn``, ``train``,
-    ``test``, ``inverter``, ``psi_train``, ``psi_test``). The oracle's geometry registers the
-    train and test splits (exact); other images (counterfactuals) are read off the pixels.
+    ``test``, ``inverter``, ``psi_train``, ``psi_test``, ``lookup``). The oracle's geometry is exact
+    for the train and test splits and for every image ``ctx.lookup`` knows (the counterfactuals
+    the benchmark renders); any other image's geometry is read off its pixels.
     """
     from .correspondence import (
         CHMCorrClassifier,
@@ -211,8 +212,8 @@ def correspondence_explainers(quick: bool = False) -> dict[str, Callable[[Any], 
         return CorrespondenceExplainer(clf, n_probe=n_probe, name="chm-corr-mnn")
 
     def chm_oracle(ctx: Any) -> Any:
-        geo = FaceGeometry().register(ctx.train.images, ctx.train.factors).register(ctx.test.images,
-                                                                                   ctx.test.factors)
+        geo = FaceGeometry(lookup=getattr(ctx, "lookup", None))
+        geo.register(ctx.train.images, ctx.train.factors).register(ctx.test.images, ctx.test.factors)
         clf = CHMCorrClassifier(ctx.concept_cnn, matcher="oracle", geometry=geo)
         return CorrespondenceExplainer(clf, n_probe=n_probe, name="chm-corr-oracle")
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -225,14 +226,21 @@ def read_geometry(images: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 class FaceGeometry:
-    """``head_tilt`` and ``face_width`` of images: exact for registered images, read otherwise.
+    """``head_tilt`` and ``face_width`` of images: exact for registered images (or images a
+    ``lookup`` knows), read off the pixels (:func:`read_geometry`) otherwise.
+
+    Args:
+        lookup: optional object with ``get(images) -> (factors, found)`` (e.g. the benchmark's
+            :class:`~img2tab.world.groundtruth.FactorLookup`, which also knows the counterfactuals
+            the benchmark renders); consulted for images not registered here.
 
     Example:
         >>> geo = FaceGeometry().register(train.images, train.factors)
         >>> tilt, width = geo(train.to_tensor()[:4])
     """
 
-    def __init__(self) -> None:
+    def __init__(self, lookup: Any = None) -> None:
+        self.lookup = lookup
         self._table: dict[str, tuple[float, float]] = {}
 
     def __len__(self) -> int:
@@ -264,6 +272,12 @@ class FaceGeometry:
                 unknown.append(i)
             else:
                 tilt[i], width[i] = hit
+        if unknown and self.lookup is not None:
+            factors, found = self.lookup.get(u8[unknown])
+            idx = np.asarray(unknown)[found]
+            tilt[idx] = np.asarray(factors["head_tilt"], dtype=np.float64)[found]
+            width[idx] = np.asarray(factors["face_width"], dtype=np.float64)[found]
+            unknown = [int(i) for i in np.asarray(unknown)[~found]]
         if unknown:
             t, wd = read_geometry(u8[unknown])
             tilt[unknown], width[unknown] = t, wd

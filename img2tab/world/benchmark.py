@@ -243,6 +243,9 @@ def default_explainers(quick: bool = False) -> dict[str, ExplainerFactory]:
         "random-concepts": _img2tab("random"),
         "oracle-concepts": _oracle,
     }
+    from ..explainers._correspondence_eval import correspondence_explainers  # kNN, EMD-Corr, CHM-Corr
+
+    reg.update(correspondence_explainers(quick))
     return reg
 
 
