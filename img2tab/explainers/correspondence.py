@@ -190,10 +190,9 @@ def _accumulate(w: np.ndarray, pairs: np.ndarray, weights: np.ndarray) -> None:
     n = w.shape[0]
     q = pairs[..., 0].reshape(n, -1)
     wt = np.maximum(np.asarray(weights, dtype=np.float64).reshape(n, -1), 0.0)
-    valid = q >= 0
+    valid = (q >= 0) & (wt > 0)  # CHM's top-5 can hold masked-out points (weight 0): no evidence
     for i in range(n):
-        # a matched cell with zero weight still counts as evidence (tiny floor keeps it > 0)
-        np.add.at(w[i], q[i][valid[i]], wt[i][valid[i]] + 1e-12)
+        np.add.at(w[i], q[i][valid[i]], wt[i][valid[i]])
 
 
 # ------------------------------------------------------------------------------ figures
@@ -241,7 +240,7 @@ def plot_correspondences(classifier: KNNClassifier, query: torch.Tensor, gallery
         pairs, wts = res.pairs[0, pos], res.weights[0, pos]
         wmax = max(float(np.max(np.abs(wts))) if wts.size else 0.0, 1e-12)
         for j, ((qp, gp), wt) in enumerate(zip(pairs, wts)):
-            if qp < 0 or g == 0:
+            if qp < 0 or g == 0 or wt <= 0:
                 continue
             qy, qx = divmod(int(qp), g)
             gy, gx = divmod(int(gp), g)
