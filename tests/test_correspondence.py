@@ -399,3 +399,14 @@ def test_face_geometry_asks_its_lookup_before_reading_pixels():
     np.testing.assert_allclose(tilt[[0, 2]], 0.5)
     np.testing.assert_allclose(width[[0, 2]], 0.25)
     np.testing.assert_allclose(tilt[[1, 3]], read_geometry(imgs[[1, 3]])[0])
+
+
+def test_top_entries_orders_by_value_then_index():
+    from img2tab.explainers._sinkhorn import top_entries
+
+    v = torch.tensor([[[0.0, 3.0, 1.0], [3.0, 0.0, 1.0]], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    assert top_entries(v, 3).tolist() == [[1, 3, 2], [0, 1, 2]]
+    rng = np.random.default_rng(16)
+    w = torch.from_numpy(rng.integers(0, 5, size=(4, 8, 8)).astype(float))
+    full = np.argsort(-w.reshape(4, -1).numpy(), axis=1, kind="stable")[:, :7]
+    np.testing.assert_array_equal(top_entries(w, 7).numpy(), full)

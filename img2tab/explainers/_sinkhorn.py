@@ -179,10 +179,18 @@ def top_entries(values: torch.Tensor, k: int) -> torch.Tensor:
     Returns:
         int64 ``[B, k]`` flat indices (row ``i = idx // Q``, column ``j = idx % Q``), largest first.
     """
-    flat = values.reshape(values.shape[0], -1)
-    k = min(int(k), flat.shape[1])
-    order = np.argsort(-flat.detach().cpu().numpy(), axis=1, kind="stable")[:, :k]
-    return torch.from_numpy(np.ascontiguousarray(order))
+    flat = values.detach().cpu().reshape(values.shape[0], -1).numpy()
+    n = flat.shape[1]
+    k = min(int(k), n)
+    if k >= n:
+        return torch.from_numpy(np.argsort(-flat, axis=1, kind="stable")[:, :k].copy())
+    # k-th largest value per row, then every entry at least that large, ordered by (-value, index)
+    kth = -np.partition(-flat, k - 1, axis=1)[:, k - 1]
+    out = np.empty((flat.shape[0], k), dtype=np.int64)
+    for b in range(flat.shape[0]):
+        cand = np.flatnonzero(flat[b] >= kth[b])
+        out[b] = cand[np.lexsort((cand, -flat[b, cand]))][:k]
+    return torch.from_numpy(out)
 
 
 def emd_pair_scores(

@@ -35,7 +35,10 @@ Benchmark adapter (:class:`CorrespondenceExplainer`, one per classifier):
   CHM score);
 * **evidence** — the query patches matched to the exemplar (``concept=None``: to the query's own
   top exemplar of its predicted class), weighted by their share of the score and upsampled to
-  pixels (nearest, each layer4 cell is a block of pixels);
+  pixels (nearest, each layer4 cell is a block of pixels): EMD-Corr's 5 largest plan entries,
+  CHM-Corr's 5 largest masked cosines (points with weight 0 are no evidence), and for kNN on
+  ConceptCNN the query's 5 cells of largest cross-correlation with the exemplar (the official kNN
+  explanation shows CC maps; its "pairs" join the two images' top-5 CC cells by rank);
 * **intervention** — grey out those patches (value 0 in [-1, 1]) and re-classify with the same
   correspondence classifier; the Ψ-space kNN has no patches, so there it removes the exemplars
   from the gallery and re-classifies (``images_after = None``);
