@@ -59,7 +59,7 @@ class BenchmarkSizes:
 
     n_train: int = 3000
     n_test: int = 1000
-    n_eval: int = 160
+    n_eval: int = 128
     n_values: int = 4
     oracle_n: int = 10000
     oracle_epochs: int = 10
