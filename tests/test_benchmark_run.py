@@ -60,6 +60,12 @@ def test_img2tab_adapter_rules(ctx):
     imgs = render_psi(ctx.inverter.generator, both)
     imgs = imgs.clamp(-1, 1).double()
     np.testing.assert_allclose(ev, (imgs[3:] - imgs[:3]).abs().sum(1).numpy(), atol=1e-5)
+    # the Ψ memo notices in-place changes of the same tensor
+    x2 = x.clone()
+    s1 = exp.concept_scores(x2)
+    x2.mul_(0.5)
+    np.testing.assert_allclose(exp.concept_scores(x2), exp.concept_scores(x2.clone()))
+    assert not np.allclose(s1, exp.concept_scores(x2))
     # importance ranking: XGBoost total_gain in decreasing order
     imp = Img2TabExplainer(ctx.inverter, ctx.psi_classifier, ranking="importance", prefitted=True)
     imp.fit_psi(ctx.psi_train, ctx.train.y)
