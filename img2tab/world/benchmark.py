@@ -63,7 +63,7 @@ class BenchmarkSizes:
     n_values: int = 4
     oracle_n: int = 10000
     oracle_epochs: int = 10
-    cnn_epochs: int = 8
+    cnn_epochs: int = 12
 
     @classmethod
     def for_mode(cls, quick: bool) -> BenchmarkSizes:
@@ -578,9 +578,7 @@ def run(
     Returns:
         ``{"summary": mean[method][task][metric], "summary_sd": ..., "runs": [...], "config": ...}``.
     """
-    import json
     import time
-    from pathlib import Path
 
     from tqdm.auto import tqdm
 
@@ -609,8 +607,19 @@ def run(
     galleries: dict[str, dict[str, list[dict[str, Any]]]] = {}
     context_seconds: list[float] = []
     bar = tqdm(total=len(tasks) * len(seeds) * len(chosen), desc="benchmark", disable=not progress)
-    for task in tasks:
-        for seed in seeds:
+    config = {"tasks": list(tasks), "seeds": [int(s) for s in seeds], "quick": bool(quick),
+              "sizes": sz.__dict__, "methods": list(chosen), "factors": list(FACTOR_NAMES)}
+
+    def assemble() -> dict[str, Any]:
+        mean, sd = summarise(runs)
+        done = sorted({(r["task"], r["seed"]) for r in runs})
+        return {"config": config, "summary": mean, "summary_sd": sd, "runs": runs,
+                "context_cpu_seconds": context_seconds, "completed": [list(d) for d in done],
+                "wall_seconds": time.perf_counter() - t_start}
+
+    # seed-major order, results written after every (seed, task): a cut-short run keeps whole seeds
+    for seed in seeds:
+        for task in tasks:
             t0 = time.process_time()
             ctx = make_context(task, seed, quick, inverter=inverter, sizes=sz, cache_dir=cache_dir,
                                progress=progress)
@@ -635,29 +644,36 @@ def run(
                 res.update(task=task, seed=int(seed))
                 runs.append(res)
                 bar.update(1)
+            if out is not None:
+                new = {task: galleries[task]} if task in galleries and seed == seeds[0] else None
+                write_report(assemble(), out, new, figures=False)
     bar.close()
-    mean, sd = summarise(runs)
-    result = {
-        "config": {"tasks": list(tasks), "seeds": [int(s) for s in seeds], "quick": bool(quick),
-                   "sizes": sz.__dict__, "methods": list(chosen), "factors": list(FACTOR_NAMES)},
-        "summary": mean,
-        "summary_sd": sd,
-        "runs": runs,
-        "context_cpu_seconds": context_seconds,
-        "wall_seconds": time.perf_counter() - t_start,
-    }
+    result = assemble()
     if out is not None:
-        outp = Path(out)
-        (outp / "figures").mkdir(parents=True, exist_ok=True)
-        for key in HEADLINE:
-            _save_fig(_metric_figure(mean, sd, list(chosen), list(tasks), key),
-                      outp / "figures" / f"{key.replace('@', '_at_')}.png")
-        for task, gal in galleries.items():
-            _save_fig(_gallery_figure(gal, f"top concepts, task {task}, seed {seeds[0]} (evidence overlaid)"),
-                      outp / "figures" / f"gallery_{task}.png")
-        _atomic_write_bytes(outp / "results.json", json.dumps(_jsonable(result), indent=1).encode())
-        _atomic_write_bytes(outp / "report.md", report_markdown(result, list(galleries)).encode())
+        write_report(result, out, galleries)
     return result
+
+
+def write_report(result: dict[str, Any], out: Any, galleries: dict[str, Any] | None = None,
+                 figures: bool = True) -> None:
+    """Write ``results.json``, ``report.md`` and (``figures``) the metric figures of a :func:`run`
+    result into ``out``; ``galleries`` (task -> method -> tiles) adds the gallery figures. Atomic."""
+    import json
+    from pathlib import Path
+
+    outp = Path(out)
+    (outp / "figures").mkdir(parents=True, exist_ok=True)
+    cfg = result["config"]
+    if figures:
+        for key in HEADLINE:
+            fig = _metric_figure(result["summary"], result["summary_sd"], cfg["methods"], cfg["tasks"], key)
+            _save_fig(fig, outp / "figures" / f"{key.replace('@', '_at_')}.png")
+    for task, gal in (galleries or {}).items():
+        title = f"top concepts, task {task}, seed {cfg['seeds'][0]} (evidence overlaid)"
+        _save_fig(_gallery_figure(gal, title), outp / "figures" / f"gallery_{task}.png")
+    gallery_tasks = [t for t in cfg["tasks"] if (outp / "figures" / f"gallery_{t}.png").is_file()]
+    _atomic_write_bytes(outp / "results.json", json.dumps(_jsonable(result), indent=1).encode())
+    _atomic_write_bytes(outp / "report.md", report_markdown(result, gallery_tasks).encode())
 
 
 def report_markdown(result: dict[str, Any], gallery_tasks: Sequence[str] = ()) -> str:
@@ -668,7 +684,12 @@ def report_markdown(result: dict[str, Any], gallery_tasks: Sequence[str] = ()) -
     lines = ["# Ground-truth benchmark of concept explanations", "",
              f"Tasks {', '.join(tasks)}; seeds {cfg['seeds']}; {'quick' if cfg['quick'] else 'full'} sizes "
              f"{cfg['sizes']}. Mean ± sd over seeds. Wall time {result['wall_seconds']:.0f} s. "
-             "Definitions: docs/benchmark.md.", "", "## Headline", ""]
+             "Definitions: docs/benchmark.md.", ""]
+    done = result.get("completed")
+    if done is not None and len(done) < len(tasks) * len(cfg["seeds"]):
+        lines += [f"**Partial run**: {len(done)} of {len(tasks) * len(cfg['seeds'])} (task, seed) pairs "
+                  f"completed: {', '.join(f'{t}/{s}' for t, s in done)}.", ""]
+    lines += ["## Headline", ""]
     lines += _tables(mean, sd, methods, tasks, HEADLINE)
     lines += ["## Faithfulness of each method's own intervention", ""]
     keys = [f"{a}@{k}" for k in _KS for a in ("flip_rate", "semantic_flip_rate", "shortcut_flip_rate")]
