@@ -121,7 +121,9 @@ def test_layer_activations_hook_and_channel_mean() -> None:
     with torch.no_grad():
         ref = conv(x)
     np.testing.assert_allclose(full, ref.reshape(3, -1).numpy(), atol=1e-6)
-    np.testing.assert_allclose(layer_activations(model, "body", x, channel_mean=True), ref.mean((2, 3)).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        layer_activations(model, "body", x, channel_mean=True), ref.mean((2, 3)).numpy(), atol=1e-6
+    )
     assert model.training  # mode restored
     with pytest.raises(Img2TabInputError, match="no layer"):
         layer_activations(model, "nope", x)

@@ -71,7 +71,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -196,10 +196,8 @@ def layer_activations(
         with _eval_mode(model), torch.no_grad():
             for i in range(0, x.shape[0], batch_size):
                 store.clear()
-                try:
+                with suppress(_StopForward):
                     model(x[i : i + batch_size].to(dev))
-                except _StopForward:
-                    pass
                 if not store:
                     raise Img2TabInputError(f"layer {layer!r} was not called by the model's forward")
                 a = store[0]
@@ -377,15 +375,21 @@ def train_cav(
     c = c.reshape(c.shape[0], -1)
     r = r.reshape(r.shape[0], -1)
     if c.shape[1] != r.shape[1]:
-        raise Img2TabInputError(f"concept and random activations differ in width: {c.shape[1]} vs {r.shape[1]}")
+        raise Img2TabInputError(
+            f"concept and random activations differ in width: {c.shape[1]} vs {r.shape[1]}"
+        )
     if not (np.isfinite(c).all() and np.isfinite(r).all()):
         raise Img2TabInputError(f"activations of {concept!r} or {random!r} contain NaN or inf")
     n = min(c.shape[0], r.shape[0])
     if n < 3:
-        raise Img2TabInputError(f"a CAV needs >= 3 examples per set, got {c.shape[0]} ({concept}) / {r.shape[0]}")
+        raise Img2TabInputError(
+            f"a CAV needs >= 3 examples per set, got {c.shape[0]} ({concept}) / {r.shape[0]}"
+        )
     x = np.concatenate([c[:n], r[:n]], 0)
     labels = np.repeat([0, 1], n)  # concept = label 0 (official)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, labels, test_size=test_size, stratify=labels, random_state=seed)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, labels, test_size=test_size, stratify=labels, random_state=seed
+    )
     if classifier == "sgd":
         lm = SGDClassifier(alpha=alpha, max_iter=max_iter, tol=tol, random_state=seed)
     else:
@@ -413,7 +417,9 @@ def train_cav(
 
 
 # ---------------------------------------------------------------------------------------- stats
-def tcav_p_value(concept_scores: np.ndarray, random_scores: np.ndarray, test: TestName = "ttest_ind") -> float:
+def tcav_p_value(
+    concept_scores: np.ndarray, random_scores: np.ndarray, test: TestName = "ttest_ind"
+) -> float:
     """Two-sided p-value of a concept's TCAV scores against random-vs-random scores.
 
     Args:
@@ -664,7 +670,9 @@ class TCAV:
         randoms = [np.asarray(r) for r in randoms]
         if random_concept is None:
             if len(randoms) < 3:
-                raise Img2TabInputError(f"need >= 3 random sets when random_concept is None, got {len(randoms)}")
+                raise Img2TabInputError(
+                    f"need >= 3 random sets when random_concept is None, got {len(randoms)}"
+                )
             random_concept, randoms = [randoms[-1]], randoms[:-1]
         elif not isinstance(random_concept, (list, tuple)):
             random_concept = [random_concept]
@@ -697,9 +705,13 @@ class TCAV:
             ]
 
         self.cavs_ = {name: cavs_for(name, np.asarray(concepts[key])) for name, key in zip(names, concepts)}
-        self.random_cavs_ = [cavs_for(f"random_concept_{j}", np.asarray(q)) for j, q in enumerate(random_concept)]
+        self.random_cavs_ = [
+            cavs_for(f"random_concept_{j}", np.asarray(q)) for j, q in enumerate(random_concept)
+        ]
         if self.test == "random_means" and len(self.random_cavs_) < 3:
-            raise Img2TabInputError(f"test='random_means' needs >= 3 random concepts, got {len(self.random_cavs_)}")
+            raise Img2TabInputError(
+                f"test='random_means' needs >= 3 random concepts, got {len(self.random_cavs_)}"
+            )
         self.concept_names_ = tuple(names)
         return self
 
@@ -712,7 +724,9 @@ class TCAV:
             raise Img2TabInputError("TCAV is not fitted; call fit(...) or load_cavs(path) first")
 
     # ------------------------------------------------------------------ scoring
-    def sensitivities(self, inputs: torch.Tensor | np.ndarray, target: int | None = None) -> dict[str, np.ndarray]:
+    def sensitivities(
+        self, inputs: torch.Tensor | np.ndarray, target: int | None = None
+    ) -> dict[str, np.ndarray]:
         """Class-evidence directional derivatives ``S`` of ``inputs`` along every CAV.
 
         Returns:
@@ -745,7 +759,9 @@ class TCAV:
         n = next(iter(sens.values())).shape[0]
         if n == 0:
             raise Img2TabInputError("class_inputs is empty")
-        rnd_scores = np.stack([np.mean(sens[f"random_concept_{j}"] > 0, axis=0) for j in range(len(self.random_cavs_))])
+        rnd_scores = np.stack(
+            [np.mean(sens[f"random_concept_{j}"] > 0, axis=0) for j in range(len(self.random_cavs_))]
+        )
         threshold = float(self.significance) / (len(self.cavs_) if self.bonferroni else 1)
         results = []
         for name, cavs in self.cavs_.items():
@@ -875,7 +891,9 @@ class PsiClassifier(nn.Module):
         self.register_buffer("scale", scale.float().clone())
         self.features = nn.Identity()
         if hidden > 0:
-            self.head: nn.Module = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+            self.head: nn.Module = nn.Sequential(
+                nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, n_classes)
+            )
         else:
             self.head = nn.Linear(d, n_classes)
 
