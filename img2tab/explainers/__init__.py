@@ -7,5 +7,8 @@ maps, the method's own intervention, the explained model's logit); each method i
 from __future__ import annotations
 
 from ._protocol import Concept, ConceptExplainer, Intervention, check_concept_indices, check_images
+from .img2tab_w1 import Img2TabExplainer
+from .oracle import OracleConceptExplainer
 
-__all__ = ["Concept", "ConceptExplainer", "Intervention", "check_concept_indices", "check_images"]
+__all__ = ["Concept", "ConceptExplainer", "Img2TabExplainer", "Intervention", "OracleConceptExplainer",
+           "check_concept_indices", "check_images"]
