@@ -230,6 +230,12 @@ def _oracle(ctx: BenchmarkContext) -> ConceptExplainer:
     return OracleConceptExplainer.from_context(ctx)
 
 
+def _ace(ctx: BenchmarkContext) -> ConceptExplainer:
+    from ..explainers.ace import concept_cnn_ace
+
+    return concept_cnn_ace(ctx.concept_cnn, quick=ctx.quick, seed=ctx.seed, progress=ctx.progress)
+
+
 def default_explainers(quick: bool = False) -> dict[str, ExplainerFactory]:
     """Every registered explainer, name -> factory (peer methods add their entries here).
 
@@ -242,6 +248,7 @@ def default_explainers(quick: bool = False) -> dict[str, ExplainerFactory]:
         "img2tab-importance": _img2tab("importance"),
         "random-concepts": _img2tab("random"),
         "oracle-concepts": _oracle,
+        "ace": _ace,
     }
     return reg
 
