@@ -15,7 +15,6 @@ import json
 import os
 import time
 
-import numpy as np
 import torch
 
 from img2tab.explainers.ace import ACEConfig, ACEExplainer
@@ -63,12 +62,15 @@ def main() -> None:
     lines = [
         "## ACE on a glasses-detecting ConceptCNN",
         "",
-        f"Command: `python benchmarks/bench_ace.py --n-random {args.n_random} --n-discovery {args.n_discovery}`"
-        f" ({args.threads} thread; load average {load:.1f} on 2 cores at the start, shared machine).",
+        "Command: `python benchmarks/bench_ace.py "
+        f"--n-random {args.n_random} --n-discovery {args.n_discovery}` ({args.threads} thread; "
+        f"load average {load:.1f} on 2 cores at the start, shared machine).",
         "",
-        f"ConceptCNN ({args.epochs} epochs on {args.n_train} images, train/load {cnn_s:.0f} s): test accuracy "
-        f"{acc:.3f} on the glasses task. ACE on class 1 (glasses), {args.n_discovery} discovery images, "
-        f"{args.n_random} random sets, official SLIC / k-means / keeping rules / SGD CAVs / ttest_rel at 0.01. "
+        f"ConceptCNN ({args.epochs} epochs on {args.n_train} images, train/load {cnn_s:.0f} s): "
+        f"test accuracy {acc:.3f} on the glasses task. ACE on class 1 (glasses), "
+        f"{args.n_discovery} discovery images, "
+        f"{args.n_random} random sets, official SLIC / k-means / keeping rules / SGD CAVs / "
+        "ttest_rel at 0.01. "
         "'on glasses' = share of the members' segment pixels on the glasses mask.",
         "",
         "| setting | clusters kept | significant | top concept: TCAV ± sd, p, on glasses | "
