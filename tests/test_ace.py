@@ -192,3 +192,28 @@ def test_fit_validates_input() -> None:
         ACEConfig(random_source="noise")
     with pytest.raises(Img2TabInputError, match="not fitted"):
         ACEExplainer(model).concept_scores(x)
+
+
+# ---------------------------------------------------------------------------------------- world
+@pytest.mark.slow
+def test_world_glasses_concept_is_found_on_the_glasses_mask(tmp_path) -> None:
+    """A ConceptCNN trained on class = glasses: ACE (ConceptCNN setting, official 20 random sets)
+    ranks first a significant concept whose member segments lie on the glasses mask."""
+    from img2tab.explainers.ace import concept_cnn_ace
+    from img2tab.networks.cnn import ConceptCNNConfig, load_or_train_concept_cnn
+    from img2tab.world import make_task
+    from img2tab.world.groundtruth import factor_masks
+
+    torch.set_num_threads(1)
+    train = make_task(1200, seed=0, class_factor="glasses", spurious=None)
+    model = load_or_train_concept_cnn(
+        train.to_tensor(), train.y, ConceptCNNConfig(epochs=3, seed=0), cache_dir=str(tmp_path), progress=False
+    )
+    ace = concept_cnn_ace(model, target_classes=(1,), n_random=20, progress=False)
+    ace.fit(train.to_tensor(), train.y)
+    glasses = factor_masks(train.factors, 64, ["glasses"])["glasses"]
+    top = ace.discovered_[0]
+    assert top.significant and top.tcav.mean > 0.8
+    assert _on_mask(top, glasses) > 0.5  # glasses cover ~4 % of the image
+    # the other significant concepts are not on the glasses and rank below it
+    assert all(_on_mask(c, glasses) < 0.5 for c in ace.discovered_[1:])

@@ -43,14 +43,19 @@ MKowal2/ACE_TCAV_Pytorch follows the same steps):
    another random set. Random sets are world images of any class (the images passed to ``fit``
    minus the class's discovery and TCAV images), each drawn with its own seed. TCAV scores use the
    loss gradient (official); see :mod:`~img2tab.explainers.tcav` for the conventions.
+   img2tab option ``random_source="patches"``: each random example is one superpixel patch (at a
+   random SLIC resolution) of a random image instead of a whole image, so that the CAV separates the
+   concept from other patches and not "grey-filled patch" from "natural image".
 8. **Significance and ranking**: the official paired ``ttest_rel`` of the concept's scores against the
    random concept's, concepts with ``p > 0.01`` dropped, the rest sorted by mean TCAV score. The
    official test is anti-conservative (see :mod:`~img2tab.explainers.tcav`); ``test="random_means"``
    with ``n_random_concepts >= 3`` is img2tab's calibrated alternative.
 
 CPU setting (:meth:`ACEConfig.cpu`): 20 discovery images and 10 random sets instead of 40 and 20
-(the official values stay the defaults of :class:`ACEConfig`); the timing is in the tests and
-``docs/peers_ace.md``.
+(the official values stay the defaults of :class:`ACEConfig`). On ConceptCNN, :func:`concept_cnn_ace`
+also moves the layer to ``body`` and draws random patches (:data:`CONCEPT_CNN_ACE` says why;
+``benchmarks/bench_ace.py`` measures the four combinations on a glasses-detecting ConceptCNN, with
+the wall time of each step).
 
 The adapter :class:`ACEExplainer` puts ACE behind the benchmark protocol: concept score = the
 projection of the image's bottleneck on the concept's CAVs (official ``find_profile``, mean over
@@ -738,8 +743,8 @@ def concept_cnn_ace(
 
     Args:
         model: The ConceptCNN.
-        quick: CPU setting with 10 discovery images and 15 members per concept (CI); otherwise
-            :meth:`ACEConfig.cpu` (20 discovery images, 10 random sets).
+        quick: 10 discovery images, 15 members per concept and 8 random sets (CI); otherwise
+            :meth:`ACEConfig.cpu`'s 20 discovery images with the official 20 random sets.
         seed: Seed of k-means, random sets and CAVs.
         target_classes: Classes to explain.
         progress: Progress bars.
@@ -748,7 +753,7 @@ def concept_cnn_ace(
     Returns:
         An unfitted :class:`ACEExplainer`.
     """
-    base = dict(CONCEPT_CNN_ACE, seed=int(seed))
+    base = dict(CONCEPT_CNN_ACE, seed=int(seed), n_random=20)
     if quick:
         base.update(n_discovery=10, max_imgs=15, min_imgs=15, n_random=8, kmeans_n_init=3)
     base.update(overrides)
