@@ -207,7 +207,11 @@ def test_world_glasses_concept_is_found_on_the_glasses_mask(tmp_path) -> None:
     torch.set_num_threads(1)
     train = make_task(1200, seed=0, class_factor="glasses", spurious=None)
     model = load_or_train_concept_cnn(
-        train.to_tensor(), train.y, ConceptCNNConfig(epochs=3, seed=0), cache_dir=str(tmp_path), progress=False
+        train.to_tensor(),
+        train.y,
+        ConceptCNNConfig(epochs=3, seed=0),
+        cache_dir=str(tmp_path),
+        progress=False,
     )
     ace = concept_cnn_ace(model, target_classes=(1,), n_random=20, progress=False)
     ace.fit(train.to_tensor(), train.y)

@@ -751,13 +751,21 @@ def concept_cnn_ace(
         **overrides: Further :class:`ACEConfig` fields.
 
     Returns:
-        An unfitted :class:`ACEExplainer`.
+        An unfitted :class:`ACEExplainer` that also lists the concepts failing the test (ranked
+        after the significant ones, ``info["significant"] = False``), so that the benchmark always
+        has concepts to score.
     """
     base = dict(CONCEPT_CNN_ACE, seed=int(seed), n_random=20)
     if quick:
         base.update(n_discovery=10, max_imgs=15, min_imgs=15, n_random=8, kmeans_n_init=3)
     base.update(overrides)
-    return ACEExplainer(model, ACEConfig.cpu(**base), target_classes=tuple(target_classes), progress=progress)
+    return ACEExplainer(
+        model,
+        ACEConfig.cpu(**base),
+        target_classes=tuple(target_classes),
+        keep_insignificant=True,
+        progress=progress,
+    )
 
 
 # ---------------------------------------------------------------------------------------- plots
