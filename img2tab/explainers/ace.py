@@ -331,7 +331,7 @@ class ACEExplainer(ConceptExplainer):
         discovery_images_: ``{class: indices}`` of the discovery images in the fit images.
         n_patches_: ``{class: number of superpixel patches}``.
         timings_: Seconds per step and class.
-        images_: The fit images (for galleries), ``[N, 3, H, W]``.
+        gallery_images_: ``{index: uint8 [H, W, 3]}`` the fit images that hold a member patch.
     """
 
     name = "ace"
@@ -357,10 +357,6 @@ class ACEExplainer(ConceptExplainer):
         return layer_activations(
             self.model, self.config.layer, x, batch_size=self.config.batch_size, channel_mean=channel_mean
         )
-
-    def _segments(self, images: torch.Tensor) -> list[np.ndarray]:
-        unit = _to_unit(images)
-        return [segment_image(unit[i], self.config) for i in range(unit.shape[0])]
 
     def _patch_embeddings(self, image: torch.Tensor, masks: np.ndarray) -> np.ndarray:
         if masks.shape[0] == 0:
@@ -393,7 +389,6 @@ class ACEExplainer(ConceptExplainer):
             raise Img2TabInputError(f"y has {yy.shape[0]} labels for {x.shape[0]} images")
         cfg = self.config
         self.__dict__.pop("_segment_cache", None)
-        self.images_ = x
         self.all_concepts_: dict[int, list[DiscoveredConcept]] = {}
         self.tcav_results_: dict[int, TCAVResult] = {}
         self.discovery_images_: dict[int, np.ndarray] = {}
@@ -422,6 +417,9 @@ class ACEExplainer(ConceptExplainer):
             self.tcav_results_[target] = result
             self.discovery_images_[target] = disc
             self.n_patches_[target] = n_patches
+        members = sorted({int(i) for cs in self.all_concepts_.values() for c in cs for i in c.member_images})
+        unit = _to_unit(x[members]) if members else np.zeros((0, 1, 1, 3))
+        self.gallery_images_ = {i: (u * 255).round().astype(np.uint8) for i, u in zip(members, unit)}
         ranked = [
             c for cs in self.all_concepts_.values() for c in cs if c.significant or self.keep_insignificant
         ]
@@ -771,7 +769,7 @@ def concept_cnn_ace(
 # ---------------------------------------------------------------------------------------- plots
 def _member_views(ace: ACEExplainer, concept: DiscoveredConcept, n: int, dim: float) -> np.ndarray:
     """uint8 ``[m, H, W, 3]``: each member's source image, dimmed outside its segment."""
-    imgs = _to_unit(ace.images_[concept.member_images[:n]])
+    imgs = np.stack([ace.gallery_images_[int(i)] for i in concept.member_images[:n]]) / 255.0
     masks = concept.member_masks[:n, :, :, None]
     view = np.where(masks, imgs, imgs * (1.0 - dim) + dim * 0.5)
     return (view * 255).round().astype(np.uint8)
@@ -803,7 +801,7 @@ def plot_concept_gallery(
 
     ace._check_fitted()
     chosen = list(range(min(8, len(ace.concepts_)))) if concepts is None else [int(c) for c in concepts]
-    h = int(ace.images_.shape[2])
+    h = int(next(iter(ace.gallery_images_.values())).shape[0]) if ace.gallery_images_ else 1
     fig, ax = _axes(ax, (1.0 * n_members + 1.5, 1.0 * max(1, len(chosen)) + 0.4))
     rows = []
     for c in chosen:
