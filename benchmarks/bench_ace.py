@@ -107,7 +107,8 @@ def main() -> None:
         top = fmt(rows[0]) if rows else "-"
         best = max(rows, key=lambda r: r["on_glasses"]) if rows else None
         lines.append(
-            f"| {name} | {len(rows)} | {len(sig)} | {top} | {fmt(best) if best else '-'} | {sec:.0f} ({cpu:.0f}) |"
+            f"| {name} | {len(rows)} | {len(sig)} | {top} | {fmt(best) if best else '-'} "
+            f"| {sec:.0f} ({cpu:.0f}) |"
         )
         print(lines[-1], flush=True)
     steps = raw[names[-1]]["timings"]
