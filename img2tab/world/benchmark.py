@@ -422,21 +422,12 @@ def _gallery_tiles(explainer: ConceptExplainer, data: _EvalData, n: int = 5) -> 
 
 # ---------------------------------------------------------------------------- run + report
 def _atomic_write_bytes(path: Any, data: bytes) -> None:
-    import os
-    import tempfile
     from pathlib import Path
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .._atomic import atomic_write_bytes
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data)
 
 
 def _save_fig(fig: Any, path: Any) -> None:
