@@ -139,7 +139,7 @@ class BenchmarkContext:
 
     @property
     def factor_oracle(self) -> Any:
-        """:class:`~img2tab.world.evaluation.FactorOracle` for readings (cached on disk)."""
+        """:class:`~img2tab.world.oracle.FactorOracle` for readings (cached on disk)."""
         if self._factor_oracle is None:
             from .groundtruth import load_or_train_factor_oracle
 
@@ -192,7 +192,6 @@ def make_context(
         progress: Progress bars.
     """
     from ..tabular import ConceptClassifier
-    from .evaluation import encode_images
 
     if inverter is None:
         from ..default import load_default
@@ -201,8 +200,10 @@ def make_context(
     sz = sizes or BenchmarkSizes.for_mode(quick)
     size = int(inverter.generator.size)
     train, test = task_splits(task, sz.n_train, sz.n_test, seed=1000 + int(seed), size=size)
-    psi_tr, _ = encode_images(inverter, train.to_tensor(), progress=progress, desc=f"encode {task} train")
-    psi_te, w_te = encode_images(inverter, test.to_tensor(), progress=progress, desc=f"encode {task} test")
+    psi_tr, _ = inverter.encode_psi(train.to_tensor(), batch_size=128, progress=progress,
+                                    desc=f"encode {task} train", with_w=False)
+    psi_te, w_te = inverter.encode_psi(test.to_tensor(), batch_size=128, progress=progress,
+                                       desc=f"encode {task} test")
     clf = ConceptClassifier(random_state=int(seed)).fit(psi_tr, train.y)
     lookup = FactorLookup()
     lookup.add(train.images, train.factors)
