@@ -157,22 +157,21 @@ class Img2TabExplainer(ConceptExplainer):
 
     # ------------------------------------------------------------------ helpers
     def _encode(self, x: torch.Tensor) -> np.ndarray:
-        from ..world.evaluation import encode_images
-
         if x.shape[0] == 0:
             return np.zeros((0, self.inverter.layout.total), dtype=np.float64)
-        psi, _ = encode_images(self.inverter, x, batch_size=int(self.batch_size))
+        psi, _ = self.inverter.encode_psi(x, batch_size=int(self.batch_size), with_w=False)
         return psi.astype(np.float64)
 
     def _psi(self, images: torch.Tensor) -> np.ndarray:
         """Ψ of images, memoised for the last batch seen (same tensor object, unchanged)."""
         x = check_images(images)
-        key = (id(images), getattr(images, "_version", None), tuple(x.shape))
+        version = getattr(images, "_version", None)
         cached = getattr(self, "_last_psi", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        # the cache holds the tensor itself, so its id cannot be reused by another tensor meanwhile
+        if cached is not None and cached[0] is images and cached[1] == version:
+            return cached[2]
         psi = self._encode(x)
-        self._last_psi = (key, psi)
+        self._last_psi = (images, version, psi)
         return psi
 
     def _logit_psi(self, psi: np.ndarray) -> np.ndarray:
