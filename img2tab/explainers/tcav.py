@@ -71,7 +71,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -830,15 +829,11 @@ class TCAV:
                 "seed": [c.seed for c in cavs],
                 "n_per_set": [c.n_per_set for c in cavs],
             }
+        from .._atomic import atomic_path
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"img2tab_tcav": json.dumps(meta)})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"img2tab_tcav": json.dumps(meta)})
         return path
 
     def load_cavs(self, path: str | os.PathLike) -> TCAV:
