@@ -992,16 +992,18 @@ def plot_tcav(result: TCAVResult, ax: Axes | None = None, max_concepts: int | No
     means = [c.mean for c in items]
     stds = [c.std for c in items]
     colors = ["#1f77b4" if c.significant else "#b0b0b0" for c in items]
-    ax.bar(x, means, yerr=stds, color=colors, capsize=3)
+    ax.bar(x, means, yerr=stds, color=colors, capsize=3, zorder=2)
     if items:
         rnd = np.concatenate([c.random_scores for c in items[:1]])
-        ax.axhspan(rnd.mean() - rnd.std(), rnd.mean() + rnd.std(), color="#ff7f0e", alpha=0.15, lw=0)
-        ax.axhline(rnd.mean(), color="#ff7f0e", lw=1, label="random concept")
+        ax.axhspan(
+            rnd.mean() - rnd.std(), rnd.mean() + rnd.std(), color="#ff7f0e", alpha=0.15, lw=0, zorder=0
+        )
+        ax.axhline(rnd.mean(), color="#ff7f0e", lw=1, label="random concept (mean ± sd)", zorder=1)
         ax.legend(loc="upper right", fontsize=7, frameon=False)
     for xi, c in zip(x, items):
         ax.text(xi, min(c.mean + c.std + 0.03, 1.05), f"p={c.p_value:.2g}", ha="center", fontsize=6)
     ax.set_xticks(x, [c.concept for c in items], rotation=45, ha="right", fontsize=7)
-    ax.set_ylim(0, 1.12)
+    ax.set_ylim(0, 1.3)
     ax.set_ylabel(f"TCAV score (class {result.target}, {result.gradient})")
     ax.set_title(f"{result.test}, threshold {result.threshold:.3g} (blue = significant)", fontsize=8)
     return fig
