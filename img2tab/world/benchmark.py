@@ -139,7 +139,7 @@ class BenchmarkContext:
 
     @property
     def factor_oracle(self) -> Any:
-        """:class:`~img2tab.world.evaluation.FactorOracle` for readings (cached on disk)."""
+        """:class:`~img2tab.world.oracle.FactorOracle` for readings (cached on disk)."""
         if self._factor_oracle is None:
             from .groundtruth import load_or_train_factor_oracle
 
@@ -192,7 +192,6 @@ def make_context(
         progress: Progress bars.
     """
     from ..tabular import ConceptClassifier
-    from .evaluation import encode_images
 
     if inverter is None:
         from ..default import load_default
@@ -201,8 +200,10 @@ def make_context(
     sz = sizes or BenchmarkSizes.for_mode(quick)
     size = int(inverter.generator.size)
     train, test = task_splits(task, sz.n_train, sz.n_test, seed=1000 + int(seed), size=size)
-    psi_tr, _ = encode_images(inverter, train.to_tensor(), progress=progress, desc=f"encode {task} train")
-    psi_te, w_te = encode_images(inverter, test.to_tensor(), progress=progress, desc=f"encode {task} test")
+    psi_tr, _ = inverter.encode_psi(train.to_tensor(), batch_size=128, progress=progress,
+                                    desc=f"encode {task} train", with_w=False)
+    psi_te, w_te = inverter.encode_psi(test.to_tensor(), batch_size=128, progress=progress,
+                                       desc=f"encode {task} test")
     clf = ConceptClassifier(random_state=int(seed)).fit(psi_tr, train.y)
     lookup = FactorLookup()
     lookup.add(train.images, train.factors)
@@ -230,6 +231,12 @@ def _oracle(ctx: BenchmarkContext) -> ConceptExplainer:
     return OracleConceptExplainer.from_context(ctx)
 
 
+def _ace(ctx: BenchmarkContext) -> ConceptExplainer:
+    from ..explainers.ace import concept_cnn_ace
+
+    return concept_cnn_ace(ctx.concept_cnn, quick=ctx.quick, seed=ctx.seed, progress=ctx.progress)
+
+
 def default_explainers(quick: bool = False) -> dict[str, ExplainerFactory]:
     """Every registered explainer, name -> factory (peer methods add their entries here).
 
@@ -242,6 +249,7 @@ def default_explainers(quick: bool = False) -> dict[str, ExplainerFactory]:
         "img2tab-importance": _img2tab("importance"),
         "random-concepts": _img2tab("random"),
         "oracle-concepts": _oracle,
+        "ace": _ace,
     }
     from ..explainers._correspondence_eval import correspondence_explainers  # kNN, EMD-Corr, CHM-Corr
 
@@ -425,21 +433,12 @@ def _gallery_tiles(explainer: ConceptExplainer, data: _EvalData, n: int = 5) -> 
 
 # ---------------------------------------------------------------------------- run + report
 def _atomic_write_bytes(path: Any, data: bytes) -> None:
-    import os
-    import tempfile
     from pathlib import Path
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .._atomic import atomic_write_bytes
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data)
 
 
 def _save_fig(fig: Any, path: Any) -> None:
