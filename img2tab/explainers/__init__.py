@@ -7,5 +7,16 @@ maps, the method's own intervention, the explained model's logit); each method i
 from __future__ import annotations
 
 from ._protocol import Concept, ConceptExplainer, Intervention, check_concept_indices, check_images
+from .falcon import FALCON, FalconGroup, plot_falcon_group, plot_falcon_words
 
-__all__ = ["Concept", "ConceptExplainer", "Intervention", "check_concept_indices", "check_images"]
+__all__ = [
+    "Concept",
+    "ConceptExplainer",
+    "Intervention",
+    "check_concept_indices",
+    "check_images",
+    "FALCON",
+    "FalconGroup",
+    "plot_falcon_group",
+    "plot_falcon_words",
+]
