@@ -8,15 +8,9 @@ from __future__ import annotations
 
 from ._protocol import Concept, ConceptExplainer, Intervention, check_concept_indices, check_images
 from .falcon import FALCON, FalconGroup, plot_falcon_group, plot_falcon_words
+from .img2tab_w1 import Img2TabExplainer
+from .oracle import OracleConceptExplainer
 
-__all__ = [
-    "Concept",
-    "ConceptExplainer",
-    "Intervention",
-    "check_concept_indices",
-    "check_images",
-    "FALCON",
-    "FalconGroup",
-    "plot_falcon_group",
-    "plot_falcon_words",
-]
+__all__ = ["Concept", "ConceptExplainer", "Img2TabExplainer", "Intervention", "OracleConceptExplainer",
+           "check_concept_indices", "check_images",
+           "FALCON", "FalconGroup", "plot_falcon_group", "plot_falcon_words"]

@@ -35,6 +35,7 @@ from ._world import FACTOR_NAMES, _broadcast, _check_values, get_factor, render
 
 __all__ = [
     "TASKS",
+    "FactorLookup",
     "benchmark_tasks",
     "counterfactual",
     "factor_grid",
@@ -269,3 +270,60 @@ def load_or_train_factor_oracle(
                 p.unlink()
             tmp.rmdir()
     return oracle.eval()
+
+
+# ---------------------------------------------------------------------------- factor lookup
+def _uint8_images(images: Any) -> np.ndarray:
+    """uint8 ``[N, H, W, 3]`` from uint8 ``[N, H, W, 3]`` or float ``[N, 3, H, W]`` in [-1, 1]."""
+    if isinstance(images, np.ndarray) and images.dtype == np.uint8:
+        return images
+    import torch
+
+    x = torch.as_tensor(images).detach().float().cpu()
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise Img2TabInputError(f"images must be float [N, 3, H, W] or uint8 [N, H, W, 3]: {tuple(x.shape)}")
+    u = ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return u.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+class FactorLookup:
+    """Factors of images the benchmark rendered itself, found again from the pixels.
+
+    Rendering is deterministic and ``TaskSplit.to_tensor`` is exactly invertible (``x = u / 127.5 -
+    1``), so a hash of the uint8 pixels identifies a rendered image. Used by the oracle-concepts row
+    to know the exact factors of test images and of their counterfactuals.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[str, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @staticmethod
+    def _key(img: np.ndarray) -> str:
+        return hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest()
+
+    def add(self, images: Any, factors: Mapping[str, np.ndarray]) -> None:
+        """Remember ``factors`` (``[N]`` per name) for ``images`` (uint8 or float, ``N`` images)."""
+        u = _uint8_images(images)
+        n = _n_images(factors)
+        if u.shape[0] != n:
+            raise Img2TabInputError(f"{u.shape[0]} images but factors for {n}")
+        for i in range(n):
+            self._rows[self._key(u[i])] = {f: np.asarray(factors[f])[i] for f in FACTOR_NAMES}
+
+    def get(self, images: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Factors of ``images`` and a bool ``[N]`` of which were found (others hold neutral values)."""
+        from ._world import neutral_factors
+
+        u = _uint8_images(images)
+        out = neutral_factors(u.shape[0])
+        found = np.zeros(u.shape[0], dtype=bool)
+        for i in range(u.shape[0]):
+            row = self._rows.get(self._key(u[i]))
+            if row is not None:
+                found[i] = True
+                for f, v in row.items():
+                    out[f][i] = v
+        return out, found
