@@ -74,7 +74,9 @@ def _probe(n: int = 90, seed: int = 0) -> tuple[dict, torch.Tensor]:
 def fitted() -> tuple[FALCON, dict, torch.Tensor]:
     factors, x = _probe()
     model = _PlantedCNN().eval()
-    falcon = FALCON(model, lambda imgs, y: TruthCaptioner(factors, imgs), coherence_threshold=None)
+    falcon = FALCON(  # one planted group: do not lower lim looking for three
+        model, lambda imgs, y: TruthCaptioner(factors, imgs), coherence_threshold=None, min_groups=1
+    )
     falcon.fit(x, np.zeros(len(x), dtype=np.int64))
     return falcon, factors, x
 
@@ -210,6 +212,7 @@ def test_feature_mode_uses_whole_images_and_feature_logit():
         feature_logit=lambda z: z[:, 7].astype(np.float64),
         image_text=TruthCaptioner(factors, x),
         min_group_size=5,
+        min_groups=1,
         coherence_threshold=None,
     ).fit(x, np.zeros(60, dtype=np.int64))
     assert falcon.groups_[0].key == (7,)

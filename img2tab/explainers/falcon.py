@@ -48,8 +48,11 @@ Differences from the official code, kept or fixed (on purpose):
   are one chunk.
 * **Degenerate threshold.** With a small representation (C = 128 instead of 512 / 2048) the
   mean + 5 sd threshold can leave no group with more than 10 members. Then (``adapt_lim=True``)
-  ``lim`` is lowered step by step (5, 4, 3, 2.5, 2, 1.5, 1) until at least ``min_groups`` groups
-  survive; the value used is :attr:`FALCON.lim_` and is reported in every concept's ``info``.
+  ``lim`` is lowered step by step (5, 4, 3, 2.5, 2, 1.5, 1) until at least ``min_groups`` (3) groups
+  survive, or else the step with the most groups is used (lowering ``lim`` makes keys longer, so
+  exact-set groups fragment again); the value used is :attr:`FALCON.lim_` and is reported in every
+  concept's ``info``. Measured on the quick unbiased task (ConceptCNN, C = 128, 600 probe images,
+  almost no zero entries): no entry set survives at 5 sd except one, the first group appears at 3 sd.
 * CUDA is not required; everything runs on the CPU.
 
 Adapter (:class:`FALCON`, a :class:`~img2tab.explainers.ConceptExplainer`): concept = a kept
@@ -90,6 +93,8 @@ __all__ = [
     "FalconGroup",
     "activation_threshold",
     "contrast",
+    "falcon_for_context",
+    "falcon_word_report",
     "find_feature_groups",
     "grad_cam",
     "largest_box",
@@ -391,7 +396,8 @@ class FALCON(ConceptExplainer):
         standardize: Z-score the features (feature mode).
         lim: Threshold in standard deviations (official 5).
         adapt_lim: Lower ``lim`` if fewer than ``min_groups`` groups survive (see module docstring).
-        min_groups: Groups wanted before ``lim`` stops being lowered.
+        min_groups: Groups wanted before ``lim`` stops being lowered; if no step reaches it, the
+            step with the most groups is used (the larger ``lim`` on ties).
         min_group_size: Groups need more than this many members (official 10).
         max_high: Cap on the high set captioned per group (None = all; official: all).
         cam_threshold: Grad-CAM binarisation threshold (official 0.6).
@@ -417,7 +423,7 @@ class FALCON(ConceptExplainer):
         standardize: bool = True,
         lim: float = 5.0,
         adapt_lim: bool = True,
-        min_groups: int = 1,
+        min_groups: int = 3,
         min_group_size: int = 10,
         max_high: int | None = 200,
         cam_threshold: float = 0.6,
@@ -525,20 +531,24 @@ class FALCON(ConceptExplainer):
         self.probe_raw_mean_ = raw.mean(axis=0)
         self.probe_table_ = table
 
-        groups: dict[tuple[int, ...], np.ndarray] = {}
         steps = [self.lim] + ([v for v in _LIM_STEPS if v < self.lim] if self.adapt_lim else [])
+        best: tuple[float, dict[tuple[int, ...], np.ndarray]] | None = None
         for lim in steps:
-            groups = find_feature_groups(r_hat, lim, self.min_group_size)
-            self.lim_ = float(lim)
-            if len(groups) >= self.min_groups:
+            found = find_feature_groups(r_hat, lim, self.min_group_size)
+            if best is None or len(found) > len(best[1]):
+                best = (float(lim), found)
+            if len(found) >= self.min_groups:
+                best = (float(lim), found)
                 break
+        assert best is not None
+        self.lim_, groups = best
         if not groups:
             raise Img2TabInputError(
                 f"FALCON found no feature group with more than {self.min_group_size} samples "
-                f"(lim down to {self.lim_}); use a larger probe set or a smaller min_group_size"
+                f"(lim down to {steps[-1]}); use a larger probe set or a smaller min_group_size"
             )
-        if lim != self.lim:
-            logger.info("FALCON: lim lowered from %s to %s to find %d groups", self.lim, lim, len(groups))
+        if self.lim_ != self.lim:
+            logger.info("FALCON: lim lowered from %s to %s (%d groups)", self.lim, self.lim_, len(groups))
         self.threshold_ = activation_threshold(r_hat, self.lim_)
         if self.max_groups is not None:
             groups = dict(list(groups.items())[: self.max_groups])
@@ -794,3 +804,86 @@ def plot_falcon_words(group: FalconGroup, ax: Any = None, phrases: bool = False)
     ax.set_xlabel("score (grey: removed by the contrastive step)")
     ax.set_title(f"group {','.join(map(str, group.key))}", fontsize=9)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmark glue
+# ---------------------------------------------------------------------------------------------
+
+
+def falcon_for_context(ctx: Any, captioner: str = "truth", **kwargs: Any) -> FALCON:
+    """An unfitted FALCON for a :class:`~img2tab.world.benchmark.BenchmarkContext`.
+
+    Explains ``ctx.concept_cnn`` on the training split (the probe set the benchmark fits on).
+
+    Args:
+        ctx: The benchmark context (uses ``concept_cnn``, ``train``, ``quick``).
+        captioner: ``"truth"`` (:class:`~img2tab.explainers.image_text.TruthCaptioner` of the training
+            split) or ``"worldclip"`` (the shipped weights).
+        **kwargs: Further :class:`FALCON` parameters.
+    """
+    from .image_text import TruthCaptioner, load_worldclip
+
+    if captioner == "truth":
+        factors = ctx.train.factors
+
+        def itm(images: torch.Tensor, y: np.ndarray) -> ImageTextModel:
+            return TruthCaptioner(factors, images)
+
+        image_text: Any = itm
+    elif captioner == "worldclip":
+        image_text = load_worldclip()
+    else:
+        raise Img2TabInputError(f"captioner must be 'truth' or 'worldclip', got {captioner!r}")
+    kwargs.setdefault("max_high", 40 if ctx.quick else 100)
+    kwargs.setdefault("max_groups", 8 if ctx.quick else 20)
+    return FALCON(ctx.concept_cnn, image_text, name=f"falcon-{captioner}", seed=ctx.seed, **kwargs)
+
+
+def falcon_word_report(
+    explainer: FALCON,
+    class_factor: str = "smile",
+    spurious_factor: str | None = None,
+    k: int = 5,
+    top_words: int = 3,
+) -> dict[str, Any]:
+    """The benchmark's word-level score of a fitted FALCON.
+
+    Args:
+        explainer: Fitted :class:`FALCON`.
+        class_factor: The factor that defines the class.
+        spurious_factor: The spurious factor of a biased task (or ``None``).
+        k: Top groups (by importance) considered.
+        top_words: Top words (after the contrastive step) per group.
+
+    Returns:
+        Dict with ``class_word_share`` (mean over the top-``k`` groups of the share of their top words
+        naming ``class_factor``), ``spurious_word_share`` (same for ``spurious_factor``; ``None``
+        without one), ``any_class_word`` (share of groups with at least one class word), ``k``,
+        ``top_words``, ``lim`` and ``groups`` (key, importance, words before/after, removed words).
+    """
+    explainer._check_fitted()
+    groups = explainer.groups_[:k]
+    words = [[w for w, _ in g.words[:top_words]] for g in groups]
+    return {
+        "class_word_share": float(np.mean([word_factor_share(w, class_factor) for w in words])),
+        "spurious_word_share": None
+        if spurious_factor is None
+        else float(np.mean([word_factor_share(w, spurious_factor) for w in words])),
+        "any_class_word": float(np.mean([any(word_factor(x) == class_factor for x in w) for w in words])),
+        "k": len(groups),
+        "top_words": top_words,
+        "lim": explainer.lim_,
+        "groups": [
+            {
+                "key": list(g.key),
+                "importance": float(c.importance),
+                "n_high": int(c.info["n_high"]),
+                "words_before": [w for w, _ in g.words_before],
+                "words": [w for w, _ in g.words],
+                "phrases": [p for p, _ in g.phrases],
+                "removed": list(g.removed_words),
+            }
+            for g, c in zip(groups, explainer.concepts_)
+        ],
+    }

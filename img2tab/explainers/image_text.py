@@ -492,7 +492,7 @@ class TruthCaptioner(ImageTextModel):
         factors: Factor dict with arrays ``[N]`` of the images to register.
         images: ``[N, 3, H, W]`` in ``[-1, 1]`` (rendered from ``factors``; used as lookup keys).
         coverage: Minimum share of a factor's mask inside a crop for it to be named.
-        masks: Optional precomputed bool ``[N, F, H, W]`` factor masks.
+        masks: Optional precomputed bool ``[N, F, H, W]`` factor masks (else rendered on first use).
     """
 
     name = "truth"
@@ -507,28 +507,37 @@ class TruthCaptioner(ImageTextModel):
     ) -> None:
         self.coverage = float(coverage)
         self._factors: dict[str, np.ndarray] = {}
-        self._masks = np.zeros((0, 8, images.shape[-2], images.shape[-1]), dtype=bool)
+        self._masks: dict[int, np.ndarray] = {}
+        self._size = int(images.shape[-1])
         self._keys: dict[str, int] = {}
         self.register(factors, images, masks)
 
     def register(
         self, factors: Mapping[str, np.ndarray], images: torch.Tensor, masks: np.ndarray | None = None
     ) -> TruthCaptioner:
-        """Add images with known factors; returns ``self``."""
+        """Add images with known factors (masks are rendered lazily, on first use); returns ``self``."""
         from ..world import FACTOR_NAMES
 
         n = images.shape[0]
         if any(np.asarray(factors[k]).shape != (n,) for k in FACTOR_NAMES):
             raise Img2TabInputError(f"factors must hold arrays of shape ({n},) for the {n} images")
-        if masks is None:
-            masks = factor_masks(factors, images.shape[-1])
-        offset = self._masks.shape[0]
+        offset = len(next(iter(self._factors.values()))) if self._factors else 0
         for k in FACTOR_NAMES:
             self._factors[k] = np.concatenate([self._factors.get(k, np.zeros(0)), np.asarray(factors[k])])
-        self._masks = np.concatenate([self._masks, np.asarray(masks, dtype=bool)])
+        if masks is not None:
+            for i in range(n):
+                self._masks[offset + i] = np.asarray(masks[i], dtype=bool)
         for i in range(n):
             self._keys.setdefault(_image_key(images[i]), offset + i)
         return self
+
+    def _get_masks(self, idx: np.ndarray) -> np.ndarray:
+        missing = sorted({int(i) for i in idx} - set(self._masks))
+        if missing:
+            sub = {k: v[missing] for k, v in self._factors.items()}
+            for i, m in zip(missing, factor_masks(sub, self._size)):
+                self._masks[i] = m
+        return np.stack([self._masks[int(i)] for i in idx])
 
     def _lookup(self, images: torch.Tensor) -> np.ndarray:
         idx = []
@@ -550,11 +559,10 @@ class TruthCaptioner(ImageTextModel):
 
     def encode_crops(self, images: torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
         idx = self._lookup(images)
-        h = self._masks.shape[-1]
-        scale = h / images.shape[-1]
+        scale = self._size / images.shape[-1]
         b = np.round(np.asarray(boxes, dtype=np.float64) * scale).astype(np.int64)
         sub = {k: v[idx] for k, v in self._factors.items()}
-        return self._embed_atoms(visible_atoms(sub, self._masks[idx], b, self.coverage))
+        return self._embed_atoms(visible_atoms(sub, self._get_masks(idx), b, self.coverage))
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         s = images.shape[-1]
@@ -583,8 +591,10 @@ class TruthCaptioner(ImageTextModel):
             atoms = [WORLD_ATOMS[j] for j in torch.nonzero(row > 0).ravel().tolist()]
             row_caps = []
             for c in range(k):
-                phrases = [a.phrases[c % len(a.phrases)] for a in atoms] or ["nothing in particular"]
-                row_caps.append(_compose(phrases, _TEMPLATES[c % len(_TEMPLATES)]))
+                phrases = [a.phrases[c % len(a.phrases)] for a in atoms]
+                row_caps.append(
+                    _compose(phrases, _TEMPLATES[c % len(_TEMPLATES)]) if phrases else "a cartoon person"
+                )
             caps.append(row_caps)
         return caps, np.ones((embeddings.shape[0], k))
 

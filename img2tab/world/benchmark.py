@@ -243,6 +243,10 @@ def default_explainers(quick: bool = False) -> dict[str, ExplainerFactory]:
         "random-concepts": _img2tab("random"),
         "oracle-concepts": _oracle,
     }
+    from ..explainers.falcon import falcon_for_context  # FALCON on ConceptCNN, two captioners
+
+    reg["falcon-truth"] = lambda ctx: falcon_for_context(ctx, "truth")
+    reg["falcon-worldclip"] = lambda ctx: falcon_for_context(ctx, "worldclip")
     return reg
 
 
