@@ -101,6 +101,7 @@ def main() -> None:
             print(
                 f"{r['task']:9s} {name:17s} groups {m['n_groups']:2d} lim {m['lim']:.1f} "
                 f"class {m['class_word_share']:.2f} spurious {m['spurious_word_share']:.2f} "
+                f"(before: {m['class_word_share_before']:.2f}/{m['spurious_word_share_before']:.2f}) "
                 f"flip@1 {m['top1_flip_rate']:.2f} | {words}"
             )
 

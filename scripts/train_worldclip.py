@@ -26,11 +26,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=192)
     parser.add_argument("--n-pool", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--input-size", type=int, default=32)
     parser.add_argument("--eval-n", type=int, default=1000)
     args = parser.parse_args()
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cfg = WorldCLIPConfig(steps=args.steps, batch_size=args.batch_size, n_pool=args.n_pool, seed=args.seed)
+    cfg = WorldCLIPConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        n_pool=args.n_pool,
+        seed=args.seed,
+        input_size=args.input_size,
+    )
     t0 = time.time()
     model = train_worldclip(cfg, checkpoint_dir=args.out, progress=False)
     train_s = time.time() - t0
@@ -39,7 +46,8 @@ def main() -> None:
     metrics["logit_scale"] = model.logit_scale
     metrics["command"] = (
         f"OMP_NUM_THREADS=1 python scripts/train_worldclip.py --out {args.out} --steps {args.steps} "
-        f"--batch-size {args.batch_size} --n-pool {args.n_pool} --seed {args.seed} --eval-n {args.eval_n}"
+        f"--batch-size {args.batch_size} --n-pool {args.n_pool} --seed {args.seed} --eval-n {args.eval_n} "
+        f"--input-size {args.input_size}"
     )
     model.save(args.out, {"steps_done": args.steps, "metrics": metrics})
     out = Path(args.out) / "metrics.json"

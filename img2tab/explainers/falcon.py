@@ -30,7 +30,11 @@ Step by step, as the official scripts (NehaKalibhat/falcon-explain: ``get_interp
    Word score per image = max caption score containing it; a word's score = sum over images / number
    of images. Phrases = runs of two or more content words between stop words / punctuation.
 8. **Contrast**: remove every word or phrase that scores ``>= 0.1`` in the low set; report the top
-   8 words and top 8 phrases.
+   8 words and top 8 phrases. The 0.1 is on the score scale of CLIP retrieval (logit scale 100 over
+   LAION chunks); by default (``contrast_threshold="calibrated"``) it is ``0.1 *`` the mean top-1
+   caption score of the group's images, which is exactly 0.1 for the truth captioner (scores 1) and
+   scales with a flatter softmax (WorldCLIP's learned logit scale is ~17, its bank 1,241 captions,
+   so its caption scores are far below CLIP's and an absolute 0.1 would remove nothing).
 
 Differences from the official code, kept or fixed (on purpose):
 
@@ -361,6 +365,7 @@ class FalconGroup:
         words / phrases: Top items after it.
         removed_words / removed_phrases: What the contrastive step removed.
         high_captions / low_captions: The captions (``[n][k]``).
+        contrast_threshold: The low-set score at which an item was removed.
     """
 
     key: tuple[int, ...]
@@ -377,6 +382,7 @@ class FalconGroup:
     removed_phrases: list[str] = field(default_factory=list)
     high_captions: list[list[str]] = field(default_factory=list)
     low_captions: list[list[str]] = field(default_factory=list)
+    contrast_threshold: float = 0.1
 
 
 class FALCON(ConceptExplainer):
@@ -406,7 +412,10 @@ class FALCON(ConceptExplainer):
         coherence_quantile: Quantile used by the calibration.
         low_min_dot, low_max: Contrastive set parameters (official 0.3, 10).
         n_captions: Captions per image (official 5).
-        contrast_threshold: Official 0.1.
+        contrast_threshold: A float (official 0.1, on the score scale of CLIP retrieval over LAION)
+            or ``"calibrated"`` (default): ``0.1 *`` the mean top-1 caption score of the group's high
+            and low images, i.e. 0.1 for a captioner whose best caption scores 1 (the truth
+            captioner) and proportionally less for a flatter retrieval softmax (WorldCLIP).
         top_words: Items reported per group (official 8).
         max_groups: Keep at most this many groups (largest first) before captioning (None = all).
         seed: Seed of the calibration draws.
@@ -432,7 +441,7 @@ class FALCON(ConceptExplainer):
         low_min_dot: float = 0.3,
         low_max: int = 10,
         n_captions: int = 5,
-        contrast_threshold: float = 0.1,
+        contrast_threshold: float | str = "calibrated",
         top_words: int = 8,
         max_groups: int | None = 20,
         seed: int = 0,
@@ -576,11 +585,14 @@ class FALCON(ConceptExplainer):
             caps_l: list[list[str]] = []
             words_l: list[tuple[str, float]] = []
             phrases_l: list[tuple[str, float]] = []
+            top1 = [np.asarray(sc_h)[:, 0]]
             if len(low):
                 caps_l, sc_l = itm.caption(itm.encode_images(x[torch.from_numpy(low)]), self.n_captions)
                 words_l, phrases_l = parse_captions(caps_l, sc_l)
-            words, removed_w = contrast(words_h, words_l, self.contrast_threshold, self.top_words)
-            phrases, removed_p = contrast(phrases_h, phrases_l, self.contrast_threshold, self.top_words)
+                top1.append(np.asarray(sc_l)[:, 0])
+            c_thr = self._contrast_threshold(np.concatenate(top1))
+            words, removed_w = contrast(words_h, words_l, c_thr, self.top_words)
+            phrases, removed_p = contrast(phrases_h, phrases_l, c_thr, self.top_words)
             thr = thresholds[key]
             results.append(
                 FalconGroup(
@@ -598,6 +610,7 @@ class FALCON(ConceptExplainer):
                     removed_phrases=removed_p,
                     high_captions=caps_h,
                     low_captions=caps_l,
+                    contrast_threshold=c_thr,
                 )
             )
 
@@ -627,6 +640,7 @@ class FALCON(ConceptExplainer):
                     "phrases": [p for p, _ in kept[i].phrases],
                     "words_before": [w for w, _ in kept[i].words_before],
                     "removed_words": list(kept[i].removed_words),
+                    "contrast_threshold": kept[i].contrast_threshold,
                     "coherence": kept[i].coherence,
                     "lim": self.lim_,
                     "image_text": getattr(itm, "name", type(itm).__name__),
@@ -635,6 +649,14 @@ class FALCON(ConceptExplainer):
             for i in order
         )
         return self
+
+    def _contrast_threshold(self, top1: np.ndarray) -> float:
+        thr = self.contrast_threshold
+        if isinstance(thr, str):
+            if thr != "calibrated":
+                raise Img2TabInputError(f"contrast_threshold must be a float or 'calibrated', got {thr!r}")
+            return float(0.1 * np.mean(top1)) if top1.size else 0.1
+        return float(thr)
 
     def _group_mean(self, key: Sequence[int]) -> np.ndarray:
         """Probe mean of the group's *raw* features (the intervention value)."""
@@ -859,13 +881,20 @@ def falcon_word_report(
     Returns:
         Dict with ``class_word_share`` (mean over the top-``k`` groups of the share of their top words
         naming ``class_factor``), ``spurious_word_share`` (same for ``spurious_factor``; ``None``
-        without one), ``any_class_word`` (share of groups with at least one class word), ``k``,
+        without one), ``*_before``: the same over the top factor-naming words *before* the contrastive
+        step (generic words such as "cartoon" skipped; a diagnostic, not FALCON's output),
+        ``any_class_word`` (share of groups with at least one class word after the step), ``k``,
         ``top_words``, ``lim`` and ``groups`` (key, importance, words before/after, removed words).
     """
     explainer._check_fitted()
     groups = explainer.groups_[:k]
     words = [[w for w, _ in g.words[:top_words]] for g in groups]
+    named_before = [[w for w, _ in g.words_before if word_factor(w) is not None][:top_words] for g in groups]
     return {
+        "class_word_share_before": float(np.mean([word_factor_share(w, class_factor) for w in named_before])),
+        "spurious_word_share_before": None
+        if spurious_factor is None
+        else float(np.mean([word_factor_share(w, spurious_factor) for w in named_before])),
         "class_word_share": float(np.mean([word_factor_share(w, class_factor) for w in words])),
         "spurious_word_share": None
         if spurious_factor is None

@@ -748,6 +748,7 @@ class WorldCLIP(ImageTextModel):
             os.close(fd)
             try:
                 write(tmp)
+                os.chmod(tmp, 0o644)
                 os.replace(tmp, d / name)
             finally:
                 if os.path.exists(tmp):
@@ -756,7 +757,18 @@ class WorldCLIP(ImageTextModel):
 
 
 def _default_worldclip_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "pretrained_models" / "worldclip"
+    """``$IMG2TAB_HOME/worldclip``, the repository's ``pretrained_models/worldclip`` or
+    ``./pretrained_models/worldclip``, whichever has the weights (else the repository's)."""
+    candidates = []
+    home = os.environ.get("IMG2TAB_HOME")
+    if home:
+        candidates.append(Path(home) / "worldclip")
+    candidates.append(Path(__file__).resolve().parents[2] / "pretrained_models" / "worldclip")
+    candidates.append(Path("pretrained_models") / "worldclip")
+    for c in candidates:
+        if (c / "model.safetensors").is_file():
+            return c
+    return candidates[-2]
 
 
 def load_worldclip(directory: str | os.PathLike | None = None) -> WorldCLIP:
