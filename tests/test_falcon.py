@@ -220,3 +220,28 @@ def test_feature_mode_uses_whole_images_and_feature_logit():
     assert falcon.evidence(x) is None
     iv = falcon.intervene(x, [0])
     np.testing.assert_allclose(iv.logit_after, table[:, 7].mean())
+
+
+def test_psi_mode_factory_on_a_planted_context():
+    from types import SimpleNamespace
+
+    from img2tab.explainers.falcon import falcon_psi_for_context
+    from img2tab.world import TaskSplit
+
+    factors, x = _probe(60, 2)
+    images = ((x.permute(0, 2, 3, 1) + 1) * 127.5).round().byte().numpy()
+    rng = np.random.default_rng(1)
+    psi = rng.normal(size=(60, 10))
+    psi[factors["glasses"] == 1, 4] += 20.0  # Ψ column 4 is planted on glasses
+    y = np.zeros(60, dtype=np.int64)
+    train = TaskSplit(images=images, factors=factors, y=y, protected=y, spurious=y)
+    clf = SimpleNamespace(decision_function=lambda z: 2.0 * z[:, 4])
+    ctx = SimpleNamespace(train=train, psi_train=psi, psi_classifier=clf, inverter=None, quick=True, seed=0)
+    falcon = falcon_psi_for_context(ctx, "truth", min_group_size=5, min_groups=1, coherence_threshold=None)
+    falcon.fit(train.to_tensor(), y)
+    assert falcon.groups_[0].key == (4,)
+    assert set(falcon.groups_[0].high.tolist()) <= set(np.flatnonzero(factors["glasses"] == 1).tolist())
+    assert word_factor(falcon.groups_[0].words[0][0]) == "glasses"  # whole images, contrast leaves glasses
+    np.testing.assert_allclose(falcon.model_logit(train.to_tensor()), 2.0 * psi[:, 4])
+    iv = falcon.intervene(train.to_tensor(), [0])
+    np.testing.assert_allclose(iv.logit_after, 2.0 * psi[:, 4].mean())

@@ -98,6 +98,7 @@ __all__ = [
     "activation_threshold",
     "contrast",
     "falcon_for_context",
+    "falcon_psi_for_context",
     "falcon_word_report",
     "find_feature_groups",
     "grad_cam",
@@ -361,7 +362,7 @@ class FalconGroup:
         low: Probe indices of the contrastive set ``[n_l]`` (uncropped).
         coherence: Mean pairwise cosine of the high crops' embeddings.
         interpretable: Whether it passed the (recalibrated) coherence threshold.
-        words_before / phrases_before: Top items before the contrastive step.
+        words_before / phrases_before: Top items before the contrastive step (``3 * top_words``).
         words / phrases: Top items after it.
         removed_words / removed_phrases: What the contrastive step removed.
         high_captions / low_captions: The captions (``[n][k]``).
@@ -602,8 +603,8 @@ class FALCON(ConceptExplainer):
                     low=low,
                     coherence=coherence[key],
                     interpretable=thr is None or coherence[key] > thr,
-                    words_before=words_h[: self.top_words],
-                    phrases_before=phrases_h[: self.top_words],
+                    words_before=words_h[: 3 * self.top_words],
+                    phrases_before=phrases_h[: 3 * self.top_words],
                     words=words,
                     phrases=phrases,
                     removed_words=removed_w,
@@ -805,15 +806,15 @@ def plot_falcon_group(
     return fig
 
 
-def plot_falcon_words(group: FalconGroup, ax: Any = None, phrases: bool = False) -> Any:
-    """Bar chart of the top words (or phrases) before the contrastive step; removed ones are grey.
+def plot_falcon_words(group: FalconGroup, ax: Any = None, phrases: bool = False, n: int = 12) -> Any:
+    """Bar chart of the top ``n`` words (or phrases) before the contrastive step; removed ones are grey.
 
     Returns:
         The matplotlib figure.
     """
     import matplotlib.pyplot as plt
 
-    items = group.phrases_before if phrases else group.words_before
+    items = (group.phrases_before if phrases else group.words_before)[:n]
     removed = set(group.removed_phrases if phrases else group.removed_words)
     if ax is None:
         fig, ax = plt.subplots(figsize=(4, 0.3 * max(len(items), 1) + 0.8))
@@ -823,7 +824,7 @@ def plot_falcon_words(group: FalconGroup, ax: Any = None, phrases: bool = False)
     colors = ["0.75" if w in removed else "tab:blue" for w in labels]
     ax.barh(range(len(labels)), vals, color=colors)
     ax.set_yticks(range(len(labels)), labels=labels, fontsize=8)
-    ax.set_xlabel("score (grey: removed by the contrastive step)")
+    ax.set_xlabel("score (grey: removed by contrast)", fontsize=8)
     ax.set_title(f"group {','.join(map(str, group.key))}", fontsize=9)
     return fig
 
@@ -860,6 +861,61 @@ def falcon_for_context(ctx: Any, captioner: str = "truth", **kwargs: Any) -> FAL
     kwargs.setdefault("max_high", 40 if ctx.quick else 100)
     kwargs.setdefault("max_groups", 8 if ctx.quick else 20)
     return FALCON(ctx.concept_cnn, image_text, name=f"falcon-{captioner}", seed=ctx.seed, **kwargs)
+
+
+def falcon_psi_for_context(ctx: Any, captioner: str = "truth", **kwargs: Any) -> FALCON:
+    """An unfitted FALCON on img2tab's standardized Ψ (the second mode) for a benchmark context.
+
+    The representation is Ψ of the encoder (``ctx.psi_train`` for the training images, looked up by
+    pixel content; other images are encoded with ``ctx.inverter``), z-scored per column on the probe
+    set; the explained model is the Ψ classifier (``ctx.psi_classifier.decision_function``); crops are
+    whole images (no Grad-CAM on Ψ) and there is no evidence map.
+
+    Args:
+        ctx: The benchmark context (uses ``train``, ``psi_train``, ``psi_classifier``, ``inverter``).
+        captioner: ``"truth"`` or ``"worldclip"``.
+        **kwargs: Further :class:`FALCON` parameters.
+    """
+    from .image_text import TruthCaptioner, _image_key, load_worldclip
+
+    x_train = ctx.train.to_tensor()
+    known = {_image_key(x_train[i]): i for i in range(x_train.shape[0])}
+    psi_train = np.asarray(ctx.psi_train, dtype=np.float64)
+
+    def features(images: torch.Tensor) -> np.ndarray:
+        idx = [known.get(_image_key(im)) for im in images]
+        out = np.empty((images.shape[0], psi_train.shape[1]))
+        missing = [i for i, j in enumerate(idx) if j is None]
+        for i, j in enumerate(idx):
+            if j is not None:
+                out[i] = psi_train[j]
+        if missing:
+            from ..world.evaluation import encode_images
+
+            out[missing] = encode_images(ctx.inverter, images[missing])[0]
+        return out
+
+    def feature_logit(z: np.ndarray) -> np.ndarray:
+        return np.asarray(ctx.psi_classifier.decision_function(z.astype(np.float32)), dtype=np.float64)
+
+    if captioner == "truth":
+        factors = ctx.train.factors
+        image_text: Any = lambda images, y: TruthCaptioner(factors, images)  # noqa: E731
+    elif captioner == "worldclip":
+        image_text = load_worldclip()
+    else:
+        raise Img2TabInputError(f"captioner must be 'truth' or 'worldclip', got {captioner!r}")
+    kwargs.setdefault("max_high", 40 if ctx.quick else 100)
+    kwargs.setdefault("max_groups", 8 if ctx.quick else 20)
+    return FALCON(
+        None,
+        image_text,
+        features=features,
+        feature_logit=feature_logit,
+        name=f"falcon-psi-{captioner}",
+        seed=ctx.seed,
+        **kwargs,
+    )
 
 
 def falcon_word_report(
