@@ -237,11 +237,15 @@ def test_psi_mode_factory_on_a_planted_context():
     train = TaskSplit(images=images, factors=factors, y=y, protected=y, spurious=y)
     clf = SimpleNamespace(decision_function=lambda z: 2.0 * z[:, 4])
     ctx = SimpleNamespace(train=train, psi_train=psi, psi_classifier=clf, inverter=None, quick=True, seed=0)
-    falcon = falcon_psi_for_context(ctx, "truth", min_group_size=5, min_groups=1, coherence_threshold=None)
+    # random non-group columns share no direction with the high set: accept any dot for the low set
+    falcon = falcon_psi_for_context(
+        ctx, "truth", min_group_size=5, min_groups=1, coherence_threshold=None, low_min_dot=-1.0
+    )
     falcon.fit(train.to_tensor(), y)
     assert falcon.groups_[0].key == (4,)
     assert set(falcon.groups_[0].high.tolist()) <= set(np.flatnonzero(factors["glasses"] == 1).tolist())
-    assert word_factor(falcon.groups_[0].words[0][0]) == "glasses"  # whole images, contrast leaves glasses
+    assert len(falcon.groups_[0].low) == 10 and not factors["glasses"][falcon.groups_[0].low].any()
+    assert word_factor(falcon.groups_[0].words[0][0]) == "glasses"  # whole images: contrast leaves glasses
     np.testing.assert_allclose(falcon.model_logit(train.to_tensor()), 2.0 * psi[:, 4])
     iv = falcon.intervene(train.to_tensor(), [0])
     np.testing.assert_allclose(iv.logit_after, 2.0 * psi[:, 4].mean())
