@@ -65,7 +65,7 @@ class ConceptCNNConfig:
     size: int = 64
     widths: tuple[int, ...] = (32, 64, 128)
     n_classes: int = 2
-    epochs: int = 8
+    epochs: int = 12
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
