@@ -20,7 +20,7 @@ with three implementations:
     captions like a generative captioner: five templated captions of the covered factors with
     score 1 each (like the official BLIP path).
 :class:`WorldCLIP`
-    a small image–text model trained by img2tab on the world: a small CNN image tower on 32 px
+    a small image–text model trained by img2tab on the world: a small CNN image tower on 40 px
     crops, a bag-of-words text tower, a symmetric InfoNCE loss with a learned temperature, captions
     of random crops built from :data:`WORLD_ATOMS` templates with synonyms, random omissions and
     generic distractor words. Shipped weights: ``pretrained_models/worldclip`` (see its README).
@@ -632,12 +632,12 @@ class WorldCLIPConfig:
         seed: Seed of the world sample, crops, captions and initialisation.
     """
 
-    input_size: int = 32
+    input_size: int = 40
     widths: tuple[int, ...] = (24, 48, 96, 128)
     dim: int = 64
     vocab: tuple[str, ...] = field(default_factory=_vocabulary)
-    steps: int = 1500
-    batch_size: int = 192
+    steps: int = 900
+    batch_size: int = 128
     lr: float = 3e-3
     n_pool: int = 3000
     image_size: int = 64
