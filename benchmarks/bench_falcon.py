@@ -26,11 +26,13 @@ import torch
 
 from img2tab.explainers.falcon import falcon_for_context, falcon_word_report
 from img2tab.networks.cnn import ConceptCNNConfig, load_or_train_concept_cnn
+from img2tab.world.benchmark import BenchmarkSizes
 from img2tab.world.groundtruth import TASKS, task_splits
 
 
 def run_task(task: str, seed: int, quick: bool, cache_dir: str | None) -> dict:
-    n_train, n_test, epochs = (600, 300, 4) if quick else (3000, 1000, 8)
+    sz = BenchmarkSizes.for_mode(quick)  # the benchmark's sizes, so the ConceptCNN cache is shared
+    n_train, n_test, epochs = sz.n_train, sz.n_test, sz.cnn_epochs
     train, test = task_splits(task, n_train, n_test, seed=1000 + seed)
     x_train, x_test = train.to_tensor(), test.to_tensor()
     cfg = ConceptCNNConfig(epochs=epochs, seed=seed)
