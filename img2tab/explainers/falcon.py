@@ -807,14 +807,19 @@ def plot_falcon_group(
 
 
 def plot_falcon_words(group: FalconGroup, ax: Any = None, phrases: bool = False, n: int = 12) -> Any:
-    """Bar chart of the top ``n`` words (or phrases) before the contrastive step; removed ones are grey.
+    """Bar chart of words (or phrases) before the contrastive step: the top kept ones (blue, up to
+    ``n // 2``) and the top removed ones (grey), ``n`` in all.
 
     Returns:
         The matplotlib figure.
     """
     import matplotlib.pyplot as plt
 
-    items = (group.phrases_before if phrases else group.words_before)[:n]
+    before = group.phrases_before if phrases else group.words_before
+    kept = (group.phrases if phrases else group.words)[: n // 2]
+    # the kept items (after the contrast) always shown; the rest filled with the top items before it
+    fill = [it for it in before if it[0] not in {k for k, _ in kept}][: n - len(kept)]
+    items = sorted([*kept, *fill], key=lambda kv: (-kv[1], kv[0]))
     removed = set(group.removed_phrases if phrases else group.removed_words)
     if ax is None:
         fig, ax = plt.subplots(figsize=(4, 0.3 * max(len(items), 1) + 0.8))
