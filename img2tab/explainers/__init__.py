@@ -7,6 +7,7 @@ maps, the method's own intervention, the explained model's logit); each method i
 * :class:`ACEExplainer` (with :class:`TCAV`): ACE's segment clusters tested by TCAV;
 * :class:`CorrespondenceExplainer` over :class:`KNNClassifier`, :class:`EMDCorrClassifier`,
   :class:`CHMCorrClassifier`: explanation by exemplars and matched patches;
+* :class:`FALCON`: groups of co-activated features named in words by an image-text model;
 * :class:`OracleConceptExplainer`: the true factors (the benchmark's upper bound).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 from ._protocol import Concept, ConceptExplainer, Intervention, check_concept_indices, check_images
 from .ace import ACEConfig, ACEExplainer, concept_cnn_ace
 from .correspondence import CHMCorrClassifier, CorrespondenceExplainer, EMDCorrClassifier, KNNClassifier
+from .falcon import FALCON, FalconGroup, plot_falcon_group, plot_falcon_words
 from .img2tab_w1 import Img2TabExplainer
 from .oracle import OracleConceptExplainer
 from .tcav import CAV, TCAV, PsiClassifier, TCAVResult, fit_psi_classifier
@@ -28,6 +30,8 @@ __all__ = [
     "ConceptExplainer",
     "CorrespondenceExplainer",
     "EMDCorrClassifier",
+    "FALCON",
+    "FalconGroup",
     "Img2TabExplainer",
     "Intervention",
     "KNNClassifier",
@@ -39,4 +43,6 @@ __all__ = [
     "check_images",
     "concept_cnn_ace",
     "fit_psi_classifier",
+    "plot_falcon_group",
+    "plot_falcon_words",
 ]

@@ -254,6 +254,10 @@ def default_explainers(quick: bool = False) -> dict[str, ExplainerFactory]:
     from ..explainers._correspondence_eval import correspondence_explainers  # kNN, EMD-Corr, CHM-Corr
 
     reg.update(correspondence_explainers(quick))
+    from ..explainers.falcon import falcon_for_context  # FALCON on ConceptCNN, two captioners
+
+    reg["falcon-truth"] = lambda ctx: falcon_for_context(ctx, "truth")
+    reg["falcon-worldclip"] = lambda ctx: falcon_for_context(ctx, "worldclip")
     return reg
 
 
