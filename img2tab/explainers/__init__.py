@@ -7,5 +7,7 @@ maps, the method's own intervention, the explained model's logit); each method i
 from __future__ import annotations
 
 from ._protocol import Concept, ConceptExplainer, Intervention, check_concept_indices, check_images
+from .attfind import AttFindExplainer, plot_attfind_gallery
 
-__all__ = ["Concept", "ConceptExplainer", "Intervention", "check_concept_indices", "check_images"]
+__all__ = ["Concept", "ConceptExplainer", "Intervention", "check_concept_indices", "check_images",
+           "AttFindExplainer", "plot_attfind_gallery"]
