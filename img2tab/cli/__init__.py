@@ -19,7 +19,7 @@ from .._version import __version__
 __all__ = ["build_parser", "main"]
 
 # Modules that contribute subcommands, in the order they appear in ``--help``.
-_COMMAND_MODULES = ("_tabular", "_networks", "_training", "_demo")
+_COMMAND_MODULES = ("_tabular", "_networks", "_training", "_demo", "_benchmark")
 
 
 def build_parser() -> argparse.ArgumentParser:

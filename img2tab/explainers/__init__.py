@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from ._protocol import Concept, ConceptExplainer, Intervention, check_concept_indices, check_images
 from .attfind import AttFindExplainer, plot_attfind_gallery
+from .img2tab_w1 import Img2TabExplainer
+from .oracle import OracleConceptExplainer
 
-__all__ = ["Concept", "ConceptExplainer", "Intervention", "check_concept_indices", "check_images",
-           "AttFindExplainer", "plot_attfind_gallery"]
+__all__ = ["Concept", "ConceptExplainer", "Img2TabExplainer", "Intervention", "OracleConceptExplainer",
+           "check_concept_indices", "check_images", "AttFindExplainer", "plot_attfind_gallery"]
