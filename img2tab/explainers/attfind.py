@@ -103,6 +103,7 @@ __all__ = [
     "OFFICIAL_CONV_STYLES",
     "OFFICIAL_UNSTABLE_COUNT",
     "attfind",
+    "attfind_budget",
     "attfind_table",
     "explained_coordinates",
     "filter_unstable_images",
@@ -315,6 +316,46 @@ def attfind(
         picks[c] = tuple(find_significant_styles(rows, num_indices, cap, sf))
     ranking = merge_class_picks(filtered, picks[0], picks[1])
     return AttFindResult(tuple(ranking), picks, filtered, pred, unstable)
+
+
+def attfind_budget(
+    screened: np.ndarray,
+    candidate_effects: np.ndarray,
+    candidates: np.ndarray,
+    base_logits: np.ndarray,
+    num_indices: int = 8,
+    effect_threshold: float = 0.2,
+    image_effect_factor: float = 5.0,
+    unstable_threshold: float = 2.0,
+    unstable_count: int | None = None,
+) -> AttFindResult:
+    """AttFind's extraction step in budget mode: exact effects on the candidate styles only.
+
+    Args:
+        screened: first-order effects ``[N, 2, S, C]`` (:func:`first_order_effects`).
+        candidate_effects: exact effects of the candidates ``[N, 2, M, C]``.
+        candidates: indices of the candidates among the S styles ``[M]``.
+        base_logits: ``[N, C]``.
+        num_indices, effect_threshold, image_effect_factor, unstable_threshold, unstable_count: as in
+            :func:`attfind`.
+
+    Returns:
+        :class:`AttFindResult`; the greedy search and the merge see exact effects for the candidates
+        and zeros elsewhere; the unstable-image filter counts exact entries for the candidates and
+        screened ones elsewhere.
+    """
+    scr = _check_effects(screened, "screened")
+    cand = np.asarray(candidates, dtype=np.int64)
+    effects = np.zeros_like(scr)
+    effects[:, :, cand] = candidate_effects
+    hybrid = scr.copy()
+    hybrid[:, :, cand] = candidate_effects
+    count = scaled_unstable_count(scr.shape[2]) if unstable_count is None else int(unstable_count)
+    _, unstable = filter_unstable_images(hybrid, unstable_threshold, count)
+    effects[unstable] = 0
+    res = attfind(effects, base_logits, num_indices, effect_threshold, image_effect_factor,
+                  unstable_threshold, count)
+    return AttFindResult(res.ranking, res.picks, res.effects, res.predicted, unstable | res.unstable)
 
 
 def ranking_agreement(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]], k: int) -> dict[str, float]:
@@ -751,7 +792,6 @@ class AttFindExplainer(ConceptExplainer):
                 batch_size=self.batch_size if self.psi_classifier is None else 4096,
                 chunk_images=self.chunk_images, checkpoint=self.checkpoint, checkpoint_key=key,
                 progress=self.progress)
-            hybrid = effects
             self.n_edits_ = psi.shape[0] * 2 * s
         else:
             screened, base = first_order_effects(
@@ -763,21 +803,15 @@ class AttFindExplainer(ConceptExplainer):
                 smax[torch.as_tensor(cand)], self.shift_size, batch_size=self.batch_size,
                 chunk_images=self.chunk_images, checkpoint=self.checkpoint, checkpoint_key=key,
                 progress=self.progress)
-            effects = np.zeros_like(screened)
-            effects[:, :, cand] = exact_c
-            hybrid = screened.copy()
-            hybrid[:, :, cand] = exact_c
             self.candidates_, self.screened_ = cand, screened
             self.n_edits_ = psi.shape[0] * 2 * cand.size
-        count = scaled_unstable_count(s) if self.unstable_count is None else int(self.unstable_count)
-        _, unstable = filter_unstable_images(hybrid, self.unstable_threshold, count)
-        effects = effects.copy()
-        effects[unstable] = 0
-        # unstable images are already zeroed; attfind's own filter then finds none of them
-        result = attfind(effects, base, self.num_indices, self.effect_threshold,
-                         unstable_threshold=self.unstable_threshold, unstable_count=count)
-        self.result_ = AttFindResult(result.ranking, result.picks, result.effects, result.predicted,
-                                     unstable | result.unstable)
+        kw = dict(num_indices=self.num_indices, effect_threshold=self.effect_threshold,
+                  unstable_threshold=self.unstable_threshold, unstable_count=self.unstable_count)
+        if mode == "exact":
+            self.result_ = attfind(effects, base, **kw)
+        else:
+            self.result_ = attfind_budget(screened, exact_c, cand, base, **kw)
+        result = self.result_
         self.mode_ = mode
         self.coords_ = coords
         self.style_min_ = smin.numpy().astype(np.float64)

@@ -230,6 +230,23 @@ def _oracle(ctx: BenchmarkContext) -> ConceptExplainer:
     return OracleConceptExplainer.from_context(ctx)
 
 
+def _attfind(kind: str) -> ExplainerFactory:
+    """AttFind with ConceptCNN in the loop (budget mode) or with the Ψ classifier (exact)."""
+
+    def factory(ctx: BenchmarkContext) -> ConceptExplainer:
+        from ..explainers.attfind import AttFindExplainer
+
+        n = 32 if ctx.quick else 100
+        if kind == "cnn":
+            return AttFindExplainer(ctx.inverter, ctx.concept_cnn, mode="budget", max_images=n,
+                                    n_candidates=24 if ctx.quick else 48, random_state=ctx.seed,
+                                    progress=ctx.progress)
+        return AttFindExplainer(ctx.inverter, psi_classifier=ctx.psi_classifier, mode="exact",
+                                max_images=n, random_state=ctx.seed, progress=ctx.progress)
+
+    return factory
+
+
 def default_explainers(quick: bool = False) -> dict[str, ExplainerFactory]:
     """Every registered explainer, name -> factory (peer methods add their entries here).
 
@@ -242,6 +259,8 @@ def default_explainers(quick: bool = False) -> dict[str, ExplainerFactory]:
         "img2tab-importance": _img2tab("importance"),
         "random-concepts": _img2tab("random"),
         "oracle-concepts": _oracle,
+        "attfind-cnn": _attfind("cnn"),
+        "attfind-psi": _attfind("psi"),
     }
     return reg
 
