@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint install clean
+.PHONY: test demo lint install clean benchmark benchmark-quick
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q -m "not slow" tests
 	OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q --nbmake --nbmake-timeout=600 notebooks/Img2Tab_demo.ipynb
+	$(MAKE) benchmark-quick
+
+benchmark-quick: $(STAMP)
+	OMP_NUM_THREADS=2 $(VENV)/bin/img2tab benchmark --quick --no-progress --out benchmark_report_quick
+
+benchmark: $(STAMP)
+	OMP_NUM_THREADS=2 $(VENV)/bin/img2tab benchmark --out benchmark_report
 
 demo: $(STAMP)
 	OMP_NUM_THREADS=2 $(VENV)/bin/img2tab demo --out demo_report

@@ -8,6 +8,7 @@ import torch
 
 from img2tab.errors import Img2TabInputError
 from img2tab.explainers import Img2TabExplainer
+from img2tab.world import FACTOR_NAMES
 from img2tab.world.benchmark import BenchmarkSizes, default_explainers, make_context, run
 
 TINY = BenchmarkSizes(n_train=120, n_test=40, n_eval=4, n_values=2, oracle_n=200, oracle_epochs=1,
@@ -59,6 +60,12 @@ def test_img2tab_adapter_rules(ctx):
     imgs = render_psi(ctx.inverter.generator, both)
     imgs = imgs.clamp(-1, 1).double()
     np.testing.assert_allclose(ev, (imgs[3:] - imgs[:3]).abs().sum(1).numpy(), atol=1e-5)
+    # the Ψ memo notices in-place changes of the same tensor
+    x2 = x.clone()
+    s1 = exp.concept_scores(x2)
+    x2.mul_(0.5)
+    np.testing.assert_allclose(exp.concept_scores(x2), exp.concept_scores(x2.clone()))
+    assert not np.allclose(s1, exp.concept_scores(x2))
     # importance ranking: XGBoost total_gain in decreasing order
     imp = Img2TabExplainer(ctx.inverter, ctx.psi_classifier, ranking="importance", prefitted=True)
     imp.fit_psi(ctx.psi_train, ctx.train.y)
@@ -70,6 +77,37 @@ def test_img2tab_adapter_rules(ctx):
         Img2TabExplainer(ctx.inverter, ranking="nope").fit_psi(ctx.psi_train, ctx.train.y)
 
 
+def test_score_explainer_and_report(ctx):
+    """Every metric key for one (fast) explainer; the oracle's evidence is its top factor's mask."""
+    from img2tab.explainers import OracleConceptExplainer
+    from img2tab.world.benchmark import HEADLINE, _eval_data, report_markdown, score_explainer, summarise
+    from img2tab.world.evaluation import FactorOracle
+
+    ctx.factor_oracle = FactorOracle(ctx.size)  # untrained: readings are arbitrary but well formed
+    data = _eval_data(ctx)
+    assert len(data.counterfactuals) == 2 * 6 + 4 + 2  # 2 values per continuous factor, all categories
+    exp = OracleConceptExplainer.from_context(ctx)
+    res = score_explainer(exp, ctx, data)
+    for key in HEADLINE + ("spurious@1", "semantic_flip_rate@3", "shortcut_flip_rate@3", "delta_logit@5"):
+        assert key in res, key
+    assert len(res["true_reliance"]) == 8 and res["concepts"][0] == res["concept_factors"][0]
+    top = res["concepts"][0]
+    key = {"smile": "localisation", "background_hue": "localisation_spurious"}.get(top)
+    if key is not None:
+        assert res[key] == pytest.approx(1.0)
+    # its concepts are the factors: every top concept responds most to itself
+    assert res["concepts"] == res["concept_factors"]
+    res.update(task="biased", seed=0)
+    mean, sd = summarise([res, {**res, "seed": 1, "accuracy": res["accuracy"] - 0.1}])
+    assert mean["oracle-concepts"]["biased"]["accuracy"] == pytest.approx(res["accuracy"] - 0.05)
+    assert sd["oracle-concepts"]["biased"]["accuracy"] == pytest.approx(np.std([0, 0.1], ddof=1))
+    md = report_markdown({"config": {"methods": ["oracle-concepts"], "tasks": ["biased"], "seeds": [0],
+                                     "quick": True, "sizes": {}, "factors": list(FACTOR_NAMES)},
+                          "summary": mean, "summary_sd": sd, "runs": [res], "wall_seconds": 1.0})
+    assert "| oracle-concepts |" in md
+
+
+@pytest.mark.slow
 def test_run_writes_report_and_results(tmp_path):
     res = run(["img2tab-w1", "random-concepts", "oracle-concepts"], tasks=("biased",), seeds=(0,),
               sizes=TINY, out=tmp_path, cache_dir=str(tmp_path / "cache"), progress=False)

@@ -69,8 +69,8 @@ def test_seeded_init_and_training_are_reproducible():
 
 
 def test_learns_planted_signal():
-    x, y = _data(64)
-    cfg = ConceptCNNConfig(size=16, widths=(4, 8), epochs=15, batch_size=16, lr=1e-2, seed=0)
+    x, y = _data(32)
+    cfg = ConceptCNNConfig(size=16, widths=(4, 8), epochs=12, batch_size=16, lr=1e-2, seed=0)
     m = train_concept_cnn(x, y, cfg, progress=False)
     assert ((m.predict_logit(x) > 0) == y).mean() == 1.0
 

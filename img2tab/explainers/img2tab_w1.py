@@ -167,12 +167,13 @@ class Img2TabExplainer(ConceptExplainer):
     def _psi(self, images: torch.Tensor) -> np.ndarray:
         """Ψ of images, memoised for the last batch seen (same tensor object, unchanged)."""
         x = check_images(images)
-        key = (id(images), getattr(images, "_version", None), tuple(x.shape))
+        version = getattr(images, "_version", None)
         cached = getattr(self, "_last_psi", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        # the cache holds the tensor itself, so its id cannot be reused by another tensor meanwhile
+        if cached is not None and cached[0] is images and cached[1] == version:
+            return cached[2]
         psi = self._encode(x)
-        self._last_psi = (key, psi)
+        self._last_psi = (images, version, psi)
         return psi
 
     def _logit_psi(self, psi: np.ndarray) -> np.ndarray:
