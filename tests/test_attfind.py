@@ -326,3 +326,24 @@ def test_gallery_returns_a_figure(small_inverter):
     _, ax = plt.subplots()
     assert plot_attfind_gallery(ex, x, concepts=[0], n_images=2, ax=ax) is ax.figure
     plt.close("all")
+
+
+@pytest.mark.slow
+def test_benchmark_factory_with_the_psi_classifier(tmp_path):
+    from img2tab.world.benchmark import BenchmarkSizes, default_explainers, make_context
+
+    torch.set_num_threads(1)
+    sizes = BenchmarkSizes(n_train=60, n_test=8, n_eval=4, n_values=2, oracle_n=50, oracle_epochs=1,
+                           cnn_epochs=1)
+    ctx = make_context("unbiased", seed=0, sizes=sizes, progress=False, cache_dir=str(tmp_path))
+    ctx.quick = True
+    ex = default_explainers(True)["attfind-psi"](ctx)
+    ex.fit(ctx.train.to_tensor(), ctx.train.y)
+    assert ex.mode_ == "exact" and len(ex.image_index_) == 32 and len(ex.concepts_) >= 1
+    x = ctx.test.to_tensor()
+    np.testing.assert_allclose(ex.model_logit(x), ctx.psi_classifier.decision_function(ctx.psi_test),
+                               rtol=1e-4, atol=1e-4)
+    iv = ex.intervene(x, [0])
+    assert iv.logit_before.shape == (8,) and iv.images_after.shape == x.shape
+    # the top attribute's edit moves the images towards the other class on average
+    assert np.mean(np.sign(iv.logit_before) * (iv.logit_after - iv.logit_before)) < 0
