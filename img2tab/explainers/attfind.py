@@ -914,7 +914,7 @@ class AttFindExplainer(ConceptExplainer):
 def plot_attfind_gallery(
     explainer: AttFindExplainer,
     images: torch.Tensor,
-    concepts: Iterable[int] = range(4),
+    concepts: Iterable[int] | None = None,
     n_images: int = 4,
     ax: Any = None,
 ) -> Any:
@@ -924,7 +924,7 @@ def plot_attfind_gallery(
     Args:
         explainer: a fitted :class:`AttFindExplainer`.
         images: candidate images ``[N, 3, H, W]`` in [-1, 1].
-        concepts: indices into ``explainer.concepts_`` (one row each).
+        concepts: indices into ``explainer.concepts_`` (one row each); None = the top 4 (or fewer).
         n_images: before/after pairs per row.
         ax: matplotlib axes (None: a new figure).
 
@@ -935,6 +935,8 @@ def plot_attfind_gallery(
 
     explainer._check_fitted()
     x = check_images(images)
+    if concepts is None:
+        concepts = range(min(4, len(explainer.concepts_)))
     rows = [int(c) for c in check_concept_indices(list(concepts), len(explainer.concepts_))]
     psi = explainer._psi(x)
     base = explainer._logits_of_psi_batched(psi)
