@@ -231,14 +231,16 @@ def _oracle(ctx: BenchmarkContext) -> ConceptExplainer:
 
 
 def _attfind(kind: str) -> ExplainerFactory:
-    """AttFind with ConceptCNN in the loop (budget mode) or with the Ψ classifier (exact)."""
+    """AttFind with ConceptCNN in the loop (budget mode; ``"cnn-rgb"``: toRGB styles explained too) or
+    with the Ψ classifier (exact)."""
 
     def factory(ctx: BenchmarkContext) -> ConceptExplainer:
         from ..explainers.attfind import AttFindExplainer
 
         n = 32 if ctx.quick else 100
-        if kind == "cnn":
+        if kind in ("cnn", "cnn-rgb"):
             return AttFindExplainer(ctx.inverter, ctx.concept_cnn, mode="budget", max_images=n,
+                                    include_torgb=kind == "cnn-rgb",
                                     n_candidates=24 if ctx.quick else 48, random_state=ctx.seed,
                                     progress=ctx.progress)
         return AttFindExplainer(ctx.inverter, psi_classifier=ctx.psi_classifier, mode="exact",
@@ -260,6 +262,7 @@ def default_explainers(quick: bool = False) -> dict[str, ExplainerFactory]:
         "random-concepts": _img2tab("random"),
         "oracle-concepts": _oracle,
         "attfind-cnn": _attfind("cnn"),
+        "attfind-cnn-rgb": _attfind("cnn-rgb"),
         "attfind-psi": _attfind("psi"),
     }
     return reg
