@@ -641,7 +641,9 @@ class AttFindExplainer(ConceptExplainer):
         max_exact_edits: render budget under which ``"auto"`` runs exactly.
         num_indices: picks per class (notebook: 8).
         effect_threshold: notebook 0.2 (per-image cap 5 × 0.2).
-        include_torgb: explain the toRGB styles too (notebook: conv styles only).
+        include_torgb: explain the toRGB styles too (notebook: conv styles only). On the concept world
+            the background hue lives mostly in toRGB styles, so the conv-only default cannot name a
+            background shortcut (benchmarks/RESULTS.md, AttFind section).
         shift_size: notebook ``s_shift_size`` = 1.
         unstable_threshold: unstable-image ``|E|`` threshold (the notebook's call: 2; signature: 0.3).
         unstable_count: count threshold; None = 750 scaled to S (:func:`scaled_unstable_count`).
