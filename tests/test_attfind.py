@@ -294,6 +294,10 @@ def test_effects_resume_from_checkpoint(tmp_path):
     tgt = torch.stack([lo, hi])
     expect = (tgt[None] - psi[:, coords][:, None])[..., None] * weights[coords][None, None]
     np.testing.assert_allclose(out, expect.numpy(), rtol=1e-4, atol=1e-5)
+    # another classifier (same type, other weights) never resumes this checkpoint
+    other, _ = style_effects(lambda p: p @ (2 * weights), psi, coords, lo, hi, batch_size=6, chunk_images=2,
+                             checkpoint=ck, progress=False)
+    np.testing.assert_allclose(other, 2 * ref, rtol=1e-5, atol=1e-6)
     # other inputs: the stale checkpoint is ignored
     out2, _ = style_effects(lop, psi + 1, coords, lo, hi, batch_size=6, chunk_images=2, checkpoint=ck,
                             progress=False)

@@ -461,7 +461,9 @@ def style_effects(
         chunk_images: images per checkpointed chunk.
         checkpoint: ``.npz`` file; after every chunk the tensor is written there atomically, and a
             run with the same inputs (same fingerprint) resumes from it.
-        checkpoint_key: extra text in the fingerprint (e.g. the classifier's parameter digest).
+        checkpoint_key: extra text in the fingerprint (e.g. the classifier's parameter digest); the
+            fingerprint also holds Ψ, the coordinates, their extents, the shift and the classifier's
+            logits on the unedited images.
         progress: tqdm progress bar over edited images.
 
     Returns:
@@ -481,7 +483,10 @@ def style_effects(
                   for a in range(0, n, batch_size)]
     base = torch.cat(base_parts).numpy()
     c = base.shape[1]
-    key = _fingerprint(psi, idx, smin, smax, float(shift_size), int(chunk_images), checkpoint_key)
+    # the classifier's logits on the unedited images join the fingerprint, so a checkpoint of another
+    # classifier (or other weights) is never resumed, whatever kind of callable it is
+    key = _fingerprint(psi, idx, smin, smax, float(shift_size), int(chunk_images), checkpoint_key,
+                       base.astype(np.float32))
     effects = np.zeros((n, 2, s, c), dtype=np.float32)
     done = np.zeros(len(chunks), dtype=bool)
     path = Path(checkpoint) if checkpoint is not None else None
