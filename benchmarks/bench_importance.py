@@ -16,7 +16,6 @@ import numpy as np
 import img2tab
 from img2tab.tabular import ConceptClassifier, importance_vector, wasserstein_relevance
 from img2tab.world import make_task
-from img2tab.world.evaluation import encode_images
 
 TYPES = (None, "gain", "total_gain", "weight", "cover", "total_cover")
 
@@ -29,7 +28,7 @@ def main() -> None:
     args = p.parse_args()
     inv = img2tab.load_default()
     task = make_task(args.n, seed=args.seed, size=inv.generator.size)
-    psi, _ = encode_images(inv, task.to_tensor())
+    psi, _ = inv.encode_psi(task.to_tensor(), batch_size=128, with_w=False)
     w1 = np.asarray(wasserstein_relevance(psi, task.y))
     clf = ConceptClassifier(random_state=0, params={"n_estimators": 150, "max_depth": 6}).fit(psi, task.y)
     print(f"| importance_type | mean W1 of top {args.top} | concepts used |")

@@ -66,6 +66,7 @@ _LAZY: dict[str, str] = {
     "EditResult": "img2tab.edits",
     "CheckpointError": "img2tab.errors",
     "Img2TabInputError": "img2tab.errors",
+    "resolve_device": "img2tab._device",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
@@ -85,6 +86,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._device import resolve_device  # noqa: F401
     from .align import align_face  # noqa: F401
     from .checkpoints import (  # noqa: F401
         load_discriminator,

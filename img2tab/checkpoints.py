@@ -30,7 +30,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
+from ._device import resolve_device
+from ._json import read_json
+from .errors import CheckpointError, Img2TabInputError
 from .networks.e4e import EncoderConfig, build_encoder
 from .networks.inverter import Inverter
 from .networks.layout import generator_channels
@@ -44,6 +46,8 @@ __all__ = [
     "load_generator",
     "load_inverter",
     "resolve_path",
+    "search_path",
+    "weight_dirs",
     "save_e4e",
     "save_generator",
     "save_inverter",
@@ -57,6 +61,29 @@ _FORMAT_VERSION = 1
 
 
 # ---------------------------------------------------------------------------- paths and raw IO
+def search_path(path: str | os.PathLike, dirs: list[Path], purpose: str, hint: str) -> Path:
+    """The first existing of ``path`` under each of ``dirs`` (``Path()`` = as given).
+
+    Raises:
+        FileNotFoundError: naming the file, its purpose, every place looked in and ``hint``.
+    """
+    p = Path(path).expanduser()
+    candidates = [p] if p.is_absolute() else [d / p for d in dirs]
+    for c in candidates:
+        if c.exists():
+            return c
+    raise FileNotFoundError(
+        f"{purpose} file {str(path)!r} not found (looked in: "
+        + ", ".join(str(c) for c in candidates) + f"); {hint}"
+    )
+
+
+def weight_dirs(*extra: Path) -> list[Path]:
+    """Folders searched for weights: ``$IMG2TAB_HOME``, then ``extra``, then ``./pretrained_models``."""
+    home = os.environ.get("IMG2TAB_HOME")
+    return ([Path(home)] if home else []) + list(extra) + [Path("pretrained_models")]
+
+
 def resolve_path(path: str | os.PathLike, purpose: str = "checkpoint") -> Path:
     """Find a weights file: the path itself, else ``$IMG2TAB_HOME/<path>``, else
     ``pretrained_models/<path>`` under the current directory.
@@ -64,21 +91,8 @@ def resolve_path(path: str | os.PathLike, purpose: str = "checkpoint") -> Path:
     Raises:
         FileNotFoundError: naming the file, its purpose and where it was looked for.
     """
-    p = Path(path).expanduser()
-    candidates = [p]
-    if not p.is_absolute():
-        home = os.environ.get("IMG2TAB_HOME")
-        if home:
-            candidates.append(Path(home) / p)
-        candidates.append(Path("pretrained_models") / p)
-    for c in candidates:
-        if c.exists():
-            return c
-    raise FileNotFoundError(
-        f"{purpose} file {str(path)!r} not found (looked in: "
-        + ", ".join(str(c) for c in candidates)
-        + "); see pretrained_models/README.md for where to get the official files"
-    )
+    return search_path(path, [Path(), *weight_dirs()], purpose,
+                       "see pretrained_models/README.md for where to get the official files")
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -93,8 +107,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated file, arbitrary pickle, not a torch file ...
         raise CheckpointError(
-            f"cannot read {p} as a weights-only torch checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}). The file may be truncated, not a "
+            f"cannot read {p} as a weights-only torch checkpoint ({_first_line(exc)}). "
+            "The file may be truncated, not a "
             "PyTorch file, or contain pickled objects other than tensors and plain containers; "
             "img2tab never unpickles arbitrary objects"
         ) from None
@@ -292,10 +306,33 @@ def _read_native(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
             f"{path} is a directory but not an img2tab model (needs config.json and "
             "model.safetensors)"
         )
-    cfg = json.loads(cfg_path.read_text())
-    if cfg.get("format") != _FORMAT:
-        raise CheckpointError(f"{cfg_path} is not an img2tab config (format={cfg.get('format')!r})")
-    return cfg, load_file(str(w_path))
+    try:
+        cfg = read_json(cfg_path, "model config")
+    except Img2TabInputError as exc:
+        raise CheckpointError(str(exc)) from None
+    if not isinstance(cfg, dict) or cfg.get("format") != _FORMAT:
+        fmt = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
+        raise CheckpointError(f"{cfg_path} is not an img2tab config (format={fmt!r})")
+    try:
+        tensors = load_file(str(w_path))
+    except Exception as exc:  # SafetensorError on truncated / foreign files, OSError
+        raise CheckpointError(f"cannot read {w_path} as safetensors ({_first_line(exc)}); the file "
+                              "is truncated or not a safetensors file") from None
+    return cfg, tensors
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _native_config(cls: type, cfg: dict, key: str, path: Path):
+    """``cls.from_dict(cfg[key])`` with a one-line error naming the config file."""
+    try:
+        return cls.from_dict(cfg[key])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path / 'config.json'} has an invalid {key!r} entry "
+                              f"({_first_line(exc)})") from None
 
 
 def _write_native(path: str | os.PathLike, cfg: dict, tensors: dict[str, torch.Tensor]) -> Path:
@@ -351,13 +388,14 @@ def load_generator(
     Returns:
         The generator in eval mode.
     """
+    device = resolve_device(device)
     p = resolve_path(path, "StyleGAN2 generator")
     latent_avg = None
     if p.is_dir():
         cfg, tensors = _read_native(p)
         if "generator" not in cfg:
             raise CheckpointError(f"{p} holds no generator")
-        G = Generator(GeneratorConfig.from_dict(cfg["generator"]))
+        G = Generator(_native_config(GeneratorConfig, cfg, "generator", p))
         _load_strict(G, _strip(tensors, "decoder."), f"generator in {p}")
         latent_avg = tensors.get("latent_avg")
         G = G.eval()
@@ -423,13 +461,14 @@ def load_inverter(
         An :class:`~img2tab.networks.inverter.Inverter` in eval mode; ``inv.encode(images)`` gives
         W+ ``[B, n_latent, style_dim]`` and ``inv.psi(images)`` gives Ψ ``[B, D]``.
     """
+    device = resolve_device(device)
     p = resolve_path(path, "e4e inverter")
     if p.is_dir():
         cfg, tensors = _read_native(p)
         if "encoder" not in cfg:
             raise CheckpointError(f"{p} holds no encoder")
         enc_sd = _strip(tensors, "encoder.")
-        enc = build_encoder(EncoderConfig.from_dict(cfg["encoder"]))
+        enc = build_encoder(_native_config(EncoderConfig, cfg, "encoder", p))
         _load_strict(enc, enc_sd, f"encoder in {p}")
         G = (load_generator(p) if generator is None else
              generator if isinstance(generator, Generator) else load_generator(generator))

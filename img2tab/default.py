@@ -8,7 +8,6 @@ ones; :func:`load_default` only finds the file.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -28,20 +27,11 @@ def default_model_path() -> Path:
     Raises:
         FileNotFoundError: with the places searched.
     """
-    candidates = []
-    home = os.environ.get("IMG2TAB_HOME")
-    if home:
-        candidates.append(Path(home) / DEFAULT_FILE)
-    candidates.append(Path(__file__).resolve().parents[1] / "pretrained_models" / DEFAULT_FILE)
-    candidates.append(Path("pretrained_models") / DEFAULT_FILE)
-    for c in candidates:
-        if c.exists():
-            return c
-    raise FileNotFoundError(
-        "the embedded default model was not found (looked in: "
-        + ", ".join(str(c) for c in candidates)
-        + "); it ships with the img2tab repository under pretrained_models/default/"
-    )
+    from .checkpoints import search_path, weight_dirs
+
+    repo = Path(__file__).resolve().parents[1] / "pretrained_models"
+    return search_path(DEFAULT_FILE, weight_dirs(repo), "the embedded default model",
+                       "it ships with the img2tab repository under pretrained_models/default/")
 
 
 def load_default(device: str | torch.device = "cpu") -> Inverter:

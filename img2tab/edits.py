@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .errors import Img2TabInputError
 from .networks.stylegan2 import Generator
 
 __all__ = ["EditResult", "edit", "edit_psi", "render_psi"]
@@ -41,6 +42,37 @@ class EditResult:
     strengths: tuple[float, ...]
 
 
+def _concept_indices(concepts: Sequence[int]) -> list[int]:
+    """Flat Ψ indices as ints; non-integer values (2.5, True, "3") raise naming the position."""
+    if isinstance(concepts, (int, np.integer)):
+        concepts = [concepts]
+    vals = concepts.tolist() if isinstance(concepts, (np.ndarray, torch.Tensor)) else list(concepts)
+    if not vals:
+        raise Img2TabInputError("concepts is empty: give at least one flat Ψ index")
+    out = []
+    for j, c in enumerate(vals):
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)):
+            raise Img2TabInputError(f"concepts must be integer flat Ψ indices, got {c!r} at position {j}")
+        out.append(int(c))
+    return out
+
+
+def _strengths(strengths: Sequence[float]) -> list[float]:
+    """Edit strengths as finite floats; NaN / inf / non-numbers raise."""
+    if isinstance(strengths, (int, float, np.number)):
+        strengths = [strengths]
+    try:
+        raw = strengths.detach().cpu() if isinstance(strengths, torch.Tensor) else list(strengths)
+        vals = np.asarray(raw, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as exc:
+        raise Img2TabInputError(f"strengths must be numbers, got {strengths!r}") from exc
+    if vals.size == 0:
+        raise Img2TabInputError("strengths is empty: give at least one edit strength")
+    if not np.isfinite(vals).all():
+        raise Img2TabInputError(f"strengths must be finite numbers, got {vals.tolist()}")
+    return vals.tolist()
+
+
 def edit_psi(
     psi: torch.Tensor,
     concepts: Sequence[int],
@@ -58,19 +90,26 @@ def edit_psi(
     Returns:
         ``[B, n_concepts, n_strengths, D]``; the input is not modified.
     """
+    if isinstance(psi, np.ndarray):
+        psi = torch.from_numpy(np.asarray(psi, dtype=np.float32))
     if psi.ndim != 2:
-        raise ValueError(f"psi must be [B, D], got shape {tuple(psi.shape)}")
+        raise Img2TabInputError(f"psi must be [B, D], got shape {tuple(psi.shape)}")
     d = psi.shape[1]
-    idx = torch.as_tensor(list(concepts), dtype=torch.long)
-    if idx.numel() == 0:
-        raise ValueError("concepts is empty: give at least one flat Ψ index")
+    idx = torch.as_tensor(_concept_indices(concepts), dtype=torch.long)
     if (idx < 0).any() or (idx >= d).any():
         raise IndexError(f"concept indices must lie in [0, {d}), got {idx.tolist()}")
-    lam = torch.as_tensor(list(strengths), dtype=psi.dtype, device=psi.device)
+    lam = torch.as_tensor(_strengths(strengths), dtype=psi.dtype, device=psi.device)
     if scale is None:
         unit = torch.ones(len(idx), dtype=psi.dtype, device=psi.device)
     else:
-        unit = torch.as_tensor(np.asarray(scale), dtype=psi.dtype, device=psi.device)[idx]
+        sc = np.asarray(scale.detach().cpu() if isinstance(scale, torch.Tensor) else scale,
+                        dtype=np.float64)
+        if sc.shape != (d,):
+            raise Img2TabInputError(f"scale must be a [D] = [{d}] array (one unit per Ψ feature), "
+                                    f"got shape {sc.shape}")
+        if not np.isfinite(sc[idx.numpy()]).all():
+            raise Img2TabInputError("scale is NaN or infinite at an edited concept")
+        unit = torch.as_tensor(sc, dtype=psi.dtype, device=psi.device)[idx]
     b, nc, ns = psi.shape[0], len(idx), len(lam)
     out = psi[:, None, None, :].expand(b, nc, ns, d).clone()
     shift = unit[:, None] * lam[None, :]  # [nc, ns]
@@ -108,8 +147,9 @@ def edit(
 
     Args:
         generator: the StyleGAN2 generator.
-        w_plus_or_psi: W+ ``[B, n_latent, style_dim]`` or flat Ψ ``[B, D]``. (For images, call
-            ``inverter.encode(images)`` first or use :meth:`img2tab.Img2Tab.edit`.)
+        w_plus_or_psi: W+ ``[B, n_latent, style_dim]`` or flat Ψ ``[B, D]`` (tensor or numpy
+            array). (For images, use ``inverter.encode_psi(images)`` first or
+            :meth:`img2tab.Img2Tab.edit`.)
         concepts: flat Ψ indices to edit.
         strengths: shifts per concept, in units of ``scale``.
         scale: ``[D]`` per-channel unit (typically Ψ's std over a data set), None = raw units.
@@ -120,12 +160,18 @@ def edit(
         :class:`EditResult` with sources ``[B, 3, H, W]`` and edits ``[B, nc, ns, 3, H, W]``.
     """
     x = w_plus_or_psi
-    if x.ndim == 3:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.asarray(x, dtype=np.float32))
+    if not isinstance(x, torch.Tensor):
+        raise Img2TabInputError(f"w_plus_or_psi must be a tensor or array, got {type(x).__name__}")
+    if not torch.isfinite(x).all():
+        raise Img2TabInputError("w_plus_or_psi contains NaN or infinite values")
+    if x.ndim == 3 and x.shape[1:] == (generator.n_latent, generator.style_dim):
         psi = generator.psi(x.to(next(generator.parameters()).device))
     elif x.ndim == 2 and x.shape[1] == generator.layout.total:
         psi = x
     else:
-        raise ValueError(
+        raise Img2TabInputError(
             f"expected W+ [B, {generator.n_latent}, {generator.style_dim}] or Ψ "
             f"[B, {generator.layout.total}], got {tuple(x.shape)}"
         )
@@ -139,6 +185,6 @@ def edit(
         images=imgs[b:].reshape(b, nc, ns, *imgs.shape[1:]),
         psi=psi,
         edited_psi=edited,
-        concepts=tuple(int(c) for c in concepts),
-        strengths=tuple(float(s) for s in strengths),
+        concepts=tuple(_concept_indices(concepts)),
+        strengths=tuple(_strengths(strengths)),
     )

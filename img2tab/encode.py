@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._device import resolve_device
 from .errors import Img2TabInputError
 from .io import LoadReport, _expand, iter_image_batches
 from .networks.inverter import Inverter
@@ -85,6 +86,7 @@ def encode_to_dataset(
         The finished dataset (memory-mapped).
     """
     out = Path(out)
+    device = resolve_device(device)
     if batch_size < 1 or shard_size < 1:
         raise Img2TabInputError("batch_size and shard_size must be positive")
     items = _expand(sources)
@@ -103,7 +105,13 @@ def encode_to_dataset(
     shard_dir.mkdir(parents=True, exist_ok=True)
     mpath = shard_dir / _MANIFEST
     if mpath.exists():
-        old = json.loads(mpath.read_text())
+        try:
+            old = json.loads(mpath.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise Img2TabInputError(f"{mpath} is not valid JSON ({exc.__class__.__name__}); remove "
+                                    f"{shard_dir} to start the encoding afresh") from None
+        if not isinstance(old, dict):
+            raise Img2TabInputError(f"{mpath} is not an img2tab encoding manifest; remove {shard_dir}")
         if {k: old.get(k) for k in manifest} != manifest:
             raise Img2TabInputError(
                 f"{shard_dir} holds an unfinished run with different images, shard size or model; "
@@ -112,7 +120,6 @@ def encode_to_dataset(
     else:
         _write_json(mpath, manifest)
     inv = inverter.to(device).eval()
-    gen = inv.generator
     done = [i for i in range(n_shards) if (shard_dir / f"shard-{i:05d}.psi" / "meta.json").exists()]
     if done:
         logger.info("resuming: %d of %d shards already encoded", len(done), n_shards)
@@ -124,18 +131,20 @@ def encode_to_dataset(
             continue
         chunk = items[s * shard_size:(s + 1) * shard_size]
         report = LoadReport()
-        rows, got_ids = [], []
-        for bids, x in iter_image_batches([it for _, it in chunk], inv.input_size, batch_size,
-                                          crop=crop, skip_errors=skip_errors, report=report):
-            with torch.no_grad():
-                rows.append(gen.psi(inv.encode(x.to(device))).cpu().numpy())
-            got_ids.extend(bids)
-            bar.update(len(bids))
+        got_ids: list[str] = []
+
+        def batches(chunk=chunk, report=report, got_ids=got_ids):
+            for bids, x in iter_image_batches([it for _, it in chunk], inv.input_size, batch_size,
+                                              crop=crop, skip_errors=skip_errors, report=report):
+                got_ids.extend(bids)
+                bar.update(len(bids))
+                yield x
+
+        psi, _ = inv.encode_psi(batches(), batch_size=batch_size, with_w=False)
         bar.update(len(report.skipped))
         # iter_image_batches names in-memory items by position within the chunk: map back
         by_pos = {f"input[{j}]": chunk[j][0] for j in range(len(chunk))}
         got_ids = [by_pos.get(i, i) for i in got_ids]
-        psi = np.concatenate(rows) if rows else np.zeros((0, inv.layout.total), np.float32)
         PsiDataset(psi, ids=np.asarray(got_ids, dtype=str), layout=inv.layout,
                    meta={"skipped": [list(t) for t in report.skipped]}).save(target)
     bar.close()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import clone
-from tqdm.auto import tqdm
 
+from ._atomic import atomic_dir, atomic_save_npz, atomic_write_json
+from ._json import read_json
 from .edits import EditResult, edit
 from .errors import Img2TabInputError
 from .networks.inverter import Inverter
@@ -30,8 +31,12 @@ from .tabular import (
     debug_classifier,
     global_importance,
     load_classifier,
+    rank_descending,
     wasserstein_relevance,
 )
+from .tabular._backends import load_npz
+from .tabular._dataset import _column_stats, _sha256
+from .tabular._validation import check_positive_int
 
 __all__ = ["Explanation", "Img2Tab"]
 
@@ -98,34 +103,36 @@ class Img2Tab:
                 "this Img2Tab has no inverter: pass Ψ arrays / PsiDatasets, or build it with "
                 "Img2Tab(img2tab.load_inverter(...)) to work on images"
             )
-        return self.inverter.to(self.device).eval()
+        inv = self.inverter
+        param = next(inv.parameters(), None)
+        want = torch.device(self.device)
+        if param is not None and (param.device.type != want.type
+                                  or want.index not in (None, param.device.index)):
+            # never silently: the caller's inverter object is moved (torch moves modules in place)
+            warnings.warn(f"moving the inverter from {param.device} to device={self.device!r} "
+                          "(Img2Tab.device); pass the device the inverter is on to avoid this",
+                          UserWarning, stacklevel=3)
+        return inv.to(self.device).eval()
 
-    @torch.no_grad()
-    def encode_w(self, images: Any) -> torch.Tensor:
-        """Images (paths, folder, PIL, arrays or a ``[B, 3, H, W]`` tensor in [-1, 1]) -> W+
-        ``[B, n_latent, style_dim]`` on the CPU."""
-        from .io import load_images
-
+    def _encode(self, images: Any, with_w: bool) -> tuple[np.ndarray, torch.Tensor | None]:
+        """Images -> ``(Ψ [B, D], W+ [B, n_latent, style_dim] or None)`` by ``Inverter.encode_psi``."""
         inv = self._require_inverter()
         if not isinstance(images, torch.Tensor):
-            images = load_images(images, inv.input_size)
-        out = []
-        for i in tqdm(range(0, len(images), self.batch_size), desc="encode",
-                      disable=not self.progress or len(images) <= self.batch_size, leave=False):
-            out.append(inv.encode(images[i:i + self.batch_size]).cpu())
-        return torch.cat(out) if out else torch.empty(0, inv.generator.n_latent,
-                                                      inv.generator.style_dim)
+            from .io import load_images
 
-    @torch.no_grad()
+            images = load_images(images, inv.input_size)
+        return inv.encode_psi(images, batch_size=self.batch_size,
+                              progress=self.progress and len(images) > self.batch_size,
+                              with_w=with_w)
+
+    def encode_w(self, images: Any) -> torch.Tensor:
+        """Images (paths, folder, PIL, arrays or a ``[B, 3, H, W]`` tensor: float in [-1, 1] or
+        uint8) -> W+ ``[B, n_latent, style_dim]`` on the CPU."""
+        return self._encode(images, with_w=True)[1]
+
     def encode(self, images: Any) -> np.ndarray:
         """Images -> Ψ ``[B, D]`` float32 (encoder + affine layers only, no synthesis)."""
-        inv = self._require_inverter()
-        w = self.encode_w(images)
-        gen = inv.generator
-        psi = [gen.psi(w[i:i + 256].to(next(gen.parameters()).device)).cpu()
-               for i in range(0, len(w), 256)]
-        return torch.cat(psi).numpy().astype(np.float32) if psi else np.zeros((0, gen.layout.total),
-                                                                              np.float32)
+        return self._encode(images, with_w=False)[0]
 
     def _as_psi(self, X: Any) -> np.ndarray:
         """Ψ from a PsiDataset, an array ``[N, D]`` or images."""
@@ -163,8 +170,7 @@ class Img2Tab:
             layout = self.inverter.layout
         base = self.classifier if self.classifier is not None else ConceptClassifier()
         clf = clone(base).fit(psi, y)
-        mean = psi.mean(0, dtype=np.float64)
-        std = psi.std(0, dtype=np.float64)
+        mean, std = _column_stats(psi)  # blockwise float64: no N x D temporary
         self.layout_ = layout or StyleSpaceLayout.flat(psi.shape[1])
         self.psi_mean_ = mean.astype(np.float32)
         self.psi_std_ = np.where(std > 0, std, 1.0).astype(np.float32)
@@ -172,7 +178,8 @@ class Img2Tab:
         self.w1_ = (wasserstein_relevance(psi, y, progress=self.progress)
                     if len(self.classes_) == 2 else None)
         self.classifier_ = clf
-        self._train = (psi, y)
+        self._train = (_own_copy(X, psi), np.array(y, copy=True))  # never the caller's arrays
+        self._train_source = _train_reference(X)
         return self
 
     def _check_fitted(self) -> None:
@@ -199,6 +206,7 @@ class Img2Tab:
     # ------------------------------------------------------------------ concepts
     def concepts(self, top_k: int = 20, importance_type: str | None = None) -> ConceptTable:
         """The classifier's top concepts: importance, W1, layer, channel, resolution, toRGB."""
+        top_k = check_positive_int(top_k, "top_k")
         self._check_fitted()
         kw = {"w1": self.w1_} if self.w1_ is not None else {}
         return global_importance(self.classifier_, importance_type, layout=self.layout_,
@@ -208,10 +216,11 @@ class Img2Tab:
         """Concepts ranked by W1 class relevance on the training data."""
         from .tabular import concept_table
 
+        top_k = check_positive_int(top_k, "top_k")
         self._check_fitted()
         if self.w1_ is None:
             raise Img2TabInputError("W1 relevance is defined here for binary labels only")
-        order = np.argsort(-self.w1_, kind="stable")[:top_k]
+        order = rank_descending(self.w1_)[:top_k]
         return concept_table(order, layout=self.layout_, n_features=len(self.w1_),
                              w1=self.w1_[order])
 
@@ -324,7 +333,7 @@ class Img2Tab:
             y_eval = X_eval.labels
         if protected is None and isinstance(X_eval, PsiDataset):
             protected = X_eval.protected
-        psi_tr, y_tr = self._train
+        psi_tr, y_tr = self._training_data()
         return debug_classifier(self.classifier_, psi_tr, y_tr, self._as_psi(X_eval),
                                 np.asarray(y_eval), exclude, protected_eval=protected,
                                 strategy=strategy, layout=self.layout_)
@@ -336,55 +345,182 @@ class Img2Tab:
         new = Img2Tab(self.inverter, clone(base).set_params(masked_features=list(exclude),
                                                             mask_strategy=strategy),
                       self.batch_size, self.device, self.progress)
-        psi, y = self._train
+        psi, y = self._training_data()
         return new.fit(PsiDataset(psi, y, layout=self.layout_) if self.layout_.n_layers > 1
                        else psi, y)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> Path:
-        """Save the fitted classifier, training Ψ statistics and W1 to directory ``path``.
+    def _training_data(self) -> tuple[np.ndarray, np.ndarray]:
+        train = getattr(self, "_train", None)
+        if train is None:
+            raise Img2TabInputError(
+                "the training Ψ of this Img2Tab is not available (the file its save referred to "
+                f"is gone: {getattr(self, '_train_source', None)}); refit, or save with copy_data=True"
+            )
+        return train
+
+    def save(self, path: str | os.PathLike, *, copy_data: bool = False, overwrite: bool = True) -> Path:
+        """Save the fitted Img2Tab to folder ``path``, atomically and without pickles.
+
+        Layout::
+
+            path/
+                img2tab.json   format, batch size, layout, inverter path, where the training Ψ is
+                classifier/    the concept classifier (see ConceptClassifier.save)
+                stats.npz      training Ψ mean / std, W1, training labels
+                train.psi/     the training Ψ (only when copied)
+
+        Args:
+            path: target folder. An existing Img2Tab folder is replaced only when the new one is
+                complete; a failure half-way leaves it intact.
+            copy_data: copy the training Ψ into the folder. Otherwise, when the model was fitted
+                on a :class:`PsiDataset` loaded from disk, only its path and the sha256 of its
+                ``psi.npy`` are stored (:meth:`load` checks them); Ψ given as an in-memory
+                array is always copied.
+            overwrite: replace an existing Img2Tab folder at ``path``.
 
         The inverter is not copied; its source is recorded when known (``inverter_path``).
+
+        Returns:
+            The folder.
         """
         self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.classifier_.save(path / "classifier")
-        psi, y = self._train
-        PsiDataset(psi, y, layout=self.layout_ if self.layout_.n_layers > 1 else None).save(
-            path / "train.psi")
-        arrays = {"psi_mean": self.psi_mean_, "psi_std": self.psi_std_}
+        psi, y = self._training_data()
+        ref = getattr(self, "_train_source", None)
+        copy = bool(copy_data) or ref is None
+        labels = np.asarray(y)
+        if labels.dtype.hasobject:
+            labels = labels.astype(str)
+        arrays = {"psi_mean": self.psi_mean_, "psi_std": self.psi_std_, "train_labels": labels}
         if self.w1_ is not None:
             arrays["w1"] = self.w1_
-        np.savez(path / "stats.npz", **arrays)
-        meta = {"format": "img2tab.Img2Tab", "version": 1, "batch_size": self.batch_size,
-                "inverter_path": getattr(self.inverter, "source_path", None)}
-        (path / "img2tab.json").write_text(json.dumps(meta, indent=2))
-        return path
+        meta = {
+            "format": "img2tab.Img2Tab",
+            "version": 2,
+            "batch_size": self.batch_size,
+            "inverter_path": getattr(self.inverter, "source_path", None),
+            "layout": self.layout_.to_dict(),
+            "train": {"copy": "train.psi"} if copy else dict(ref),
+        }
+        if not copy:
+            logger.info("saving a reference to the training Ψ at %s (copy_data=False)", ref["path"])
+
+        def replaceable(p: Path) -> bool:
+            return (p / "img2tab.json").is_file() or not any(p.iterdir())
+
+        with atomic_dir(path, overwrite=overwrite, replaceable=replaceable) as tmp:
+            self.classifier_.save(tmp / "classifier")
+            if copy:
+                PsiDataset(psi, labels, layout=self.layout_ if self.layout_.n_layers > 1 else None).save(
+                    tmp / "train.psi")
+            atomic_save_npz(tmp / "stats.npz", **arrays)
+            atomic_write_json(tmp / "img2tab.json", meta)  # last: a folder with it is complete
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, inverter: Inverter | None = None,
              device: str | torch.device = "cpu") -> Img2Tab:
         """Load an Img2Tab saved with :meth:`save` (pass the inverter, or it is reloaded from
-        the recorded ``inverter_path`` when that exists)."""
+        the recorded ``inverter_path`` when that exists).
+
+        Nothing in the folder is unpickled or executed. A training Ψ stored by reference is
+        checked against its sha256; when the referenced dataset is gone the model still
+        predicts and explains, but :meth:`debug` / :meth:`with_excluded` raise.
+
+        Raises:
+            FileNotFoundError: no saved Img2Tab at ``path``.
+            Img2TabInputError: a corrupt, truncated or inconsistent folder, or a referenced
+                training Ψ whose content changed (one line naming the file).
+        """
         path = Path(path)
         meta_path = path / "img2tab.json"
         if not meta_path.exists():
             raise FileNotFoundError(f"{path} is not a saved Img2Tab (no img2tab.json)")
-        meta = json.loads(meta_path.read_text())
+        meta = read_json(meta_path, "Img2Tab header")
+        if not isinstance(meta, dict) or meta.get("format") != "img2tab.Img2Tab":
+            raise Img2TabInputError(f"{meta_path} is not an Img2Tab header")
+        version = meta.get("version")
+        if version not in (1, 2):
+            raise Img2TabInputError(f"{meta_path} has version {version!r}; this img2tab reads 1 and 2")
+        try:
+            batch_size = int(meta.get("batch_size", 32))
+            layout = meta.get("layout")
+            layout = None if layout is None else StyleSpaceLayout.from_dict(layout)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise Img2TabInputError(f"{meta_path}: invalid batch_size or layout ({exc})") from exc
+        clf = load_classifier(path / "classifier")
+        n = clf.n_features_in_
+        stats = load_npz(path / "stats.npz")
+        for key in ("psi_mean", "psi_std", *(("w1",) if "w1" in stats else ())):
+            if key not in stats or stats[key].shape != (n,):
+                raise Img2TabInputError(
+                    f"{path / 'stats.npz'}: {key} must have shape ({n},) for this classifier, got "
+                    f"{stats[key].shape if key in stats else 'nothing'}")
+        train_info = meta.get("train", {"copy": "train.psi"})
+        if not isinstance(train_info, dict):
+            raise Img2TabInputError(f"{meta_path}: 'train' must be a dict")
+        ref = None
+        if "copy" in train_info:
+            if train_info["copy"] != "train.psi":
+                raise Img2TabInputError(f"{meta_path}: the training copy must be 'train.psi'")
+            train = PsiDataset.load(path / "train.psi", mmap=False)
+            train_xy = (np.asarray(train.psi), np.asarray(train.labels))
+        else:
+            ref = {k: train_info.get(k) for k in ("path", "sha256")}
+            if not isinstance(ref["path"], str) or not isinstance(ref["sha256"], str):
+                raise Img2TabInputError(f"{meta_path}: 'train' needs a path and a sha256")
+            train, train_xy = _load_reference(ref, stats.get("train_labels"))
+        if train is not None and train.n_features != n:
+            raise Img2TabInputError(f"the training Ψ of {path} has {train.n_features} columns but the "
+                                    f"classifier {n}")
         if inverter is None and meta.get("inverter_path"):
             from .checkpoints import load_inverter
 
             inverter = load_inverter(meta["inverter_path"], device=device)
-        clf = load_classifier(path / "classifier")
-        obj = cls(inverter, clone(clf), batch_size=int(meta.get("batch_size", 32)), device=device)
-        train = PsiDataset.load(path / "train.psi", mmap=False)
-        stats = np.load(path / "stats.npz")
+        obj = cls(inverter, clone(clf), batch_size=batch_size, device=device)
         obj.classifier_ = clf
         obj.classes_ = clf.classes_
-        obj.layout_ = train.layout or StyleSpaceLayout.flat(train.n_features)
+        obj.layout_ = layout or (train.layout if train is not None else None) or StyleSpaceLayout.flat(n)
         obj.psi_mean_ = stats["psi_mean"]
         obj.psi_std_ = stats["psi_std"]
-        obj.w1_ = stats["w1"] if "w1" in stats.files else None
-        obj._train = (np.asarray(train.psi), np.asarray(train.labels))
+        obj.w1_ = stats.get("w1")
+        obj._train = train_xy
+        obj._train_source = ref
         return obj
+
+
+def _own_copy(X: Any, psi: np.ndarray) -> np.ndarray:
+    """The read-only memory map of a loaded PsiDataset ``X`` as it is, else a private copy."""
+    if _train_reference(X) is not None:
+        return X.psi
+    return np.array(psi, copy=True)
+
+
+def _train_reference(X: Any) -> dict[str, str] | None:
+    """``{"path", "sha256"}`` of the saved dataset ``X`` was loaded from (sha256 of its psi.npy
+    as recorded when it was written), or None for in-memory data."""
+    source = getattr(X, "source", None) if isinstance(X, PsiDataset) else None
+    if source is None or not isinstance(X.psi, np.memmap) or X.psi.flags.writeable:
+        return None
+    try:
+        info = read_json(Path(source) / "meta.json", "Ψ dataset header")["files"]["psi"]
+        return {"path": str(Path(source) / info["file"]), "sha256": str(info["sha256"])}
+    except (Img2TabInputError, KeyError, TypeError):
+        return None
+
+
+def _load_reference(ref: dict[str, str], labels: np.ndarray | None
+                    ) -> tuple[PsiDataset | None, tuple[np.ndarray, np.ndarray] | None]:
+    """The referenced training Ψ, checked against its sha256; (None, None) when it is gone."""
+    file = Path(ref["path"])
+    if not file.is_file():
+        logger.warning("the training Ψ referenced by this Img2Tab (%s) is gone; debug() and "
+                       "with_excluded() are unavailable", file)
+        return None, None
+    if _sha256(file) != ref["sha256"]:
+        raise Img2TabInputError(f"the training Ψ {file} changed since the Img2Tab was saved "
+                                "(sha256 mismatch); refit, or save with copy_data=True")
+    train = PsiDataset.load(file.parent, mmap=True)
+    if labels is None or labels.shape != (len(train),):
+        raise Img2TabInputError(f"the saved training labels do not match the {len(train)} rows of {file}")
+    return train, (train.psi, labels)

@@ -135,3 +135,13 @@ def test_run_writes_report_and_results(tmp_path):
         run(["img2tab-w1"], tasks=("easy",), sizes=TINY)
     assert set(default_explainers(True)) >= {"img2tab-w1", "img2tab-importance", "random-concepts",
                                               "oracle-concepts"}
+
+
+def test_cli_list_and_bad_arguments(capsys):
+    from img2tab.cli import main
+
+    assert main(["benchmark", "--list"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert listed[:4] == ["img2tab-w1", "img2tab-importance", "random-concepts", "oracle-concepts"]
+    assert main(["benchmark", "--seeds", "0,x"]) == 2
+    assert "--seeds must be comma-separated integers" in capsys.readouterr().err

@@ -190,8 +190,8 @@ def test_fortran_order_and_memmap(tmp_path):
 @pytest.mark.parametrize(
     "bad,match",
     [
-        ("nan", "NaN/inf"),
-        ("inf", "NaN/inf"),
+        ("nan", r"1 NaN and 0 inf"),
+        ("inf", r"0 NaN and 1 inf"),
     ],
 )
 def test_nonfinite_raises(bad, match):

@@ -6,7 +6,7 @@ import argparse
 import logging
 from typing import Any
 
-from ._common import load_inverter_spec
+from ._common import check_device, check_output, load_inverter_spec
 
 __all__ = ["register"]
 
@@ -23,12 +23,15 @@ def _threads(n: int | None) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from img2tab.world.demo import DemoConfig, run_demo
 
+    check_device(args.device)
+    check_output(args.out, "dir", what="--out", existing_dir_ok=True)
     _threads(args.threads)
     cfg = DemoConfig()
     if args.quick:
         cfg = DemoConfig(n_train=600, n_test=300, n_spurious_train=600, n_spurious_test=300,
                          xgb_trees=60, n_explain=2, n_gallery=3)
-    m = run_demo(args.out, load_inverter_spec(args.model, "cpu"), cfg, progress=not args.no_progress)
+    m = run_demo(args.out, load_inverter_spec(args.model, args.device), cfg,
+                 progress=not args.no_progress)
     print(f"report written to {args.out}/report.md in {m['seconds']} s "
           f"(selected {m['selected_classifier']}, accuracy {m['accuracy']:.3f})")
     return 0
@@ -37,13 +40,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from img2tab.world.evaluation import EvaluationConfig, run_evaluation
 
+    check_device(args.device)
+    check_output(args.out, "dir", what="--out", existing_dir_ok=True)
     _threads(args.threads)
     cfg = EvaluationConfig()
     if args.quick:
         cfg = EvaluationConfig(n_recon=200, n_train=1000, n_test=300, n_oracle=3000,
                                oracle_epochs=4, cnn_epochs=3, n_edit=50,
                                n_spurious_train=1000, n_spurious_test=300)
-    m = run_evaluation(load_inverter_spec(args.model, "cpu"), args.out, cfg, progress=not args.no_progress)
+    m = run_evaluation(load_inverter_spec(args.model, args.device), args.out, cfg,
+                       progress=not args.no_progress)
     from pathlib import Path
 
     print((Path(args.out) / "report.md").read_text())
@@ -64,6 +70,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model", default="default", help="inverter file, or 'default'")
     p.add_argument("--quick", action="store_true", help="smaller data (about 1 minute)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="torch device of the networks (cpu, cuda:0 ...)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_demo)
 
@@ -79,5 +86,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model", default="default", help="inverter file, or 'default'")
     p.add_argument("--quick", action="store_true", help="smaller data")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="torch device of the networks (cpu, cuda:0 ...)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_evaluate)

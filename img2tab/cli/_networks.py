@@ -10,7 +10,7 @@ import numpy as np
 
 from img2tab.errors import Img2TabInputError
 
-from ._common import load_inverter_spec
+from ._common import add_overwrite, check_device, check_output, load_inverter_spec
 
 __all__ = ["register"]
 
@@ -27,6 +27,10 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         split_code,
     )
 
+    check_device(args.device)
+    check_output(args.out, "dir", args.overwrite, what="--out")
+    if args.batch_size < 1 or args.shard_size < 1:
+        raise Img2TabInputError("--batch-size and --shard-size must be positive")
     sources: list[Any] = []
     for src in args.images:
         from pathlib import Path
@@ -103,4 +107,5 @@ def register(subparsers: Any) -> None:
     p.add_argument("--skip-errors", action="store_true", help="skip unreadable images")
     p.add_argument("--center-crop", action="store_true", help="centre-crop to square first")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_overwrite(p)
     p.set_defaults(func=_cmd_encode)

@@ -1,6 +1,6 @@
 """``img2tab fit | relevance | concepts | debug``: the tabular half of Img2Tab from the shell.
 
-Datasets are Ψ dataset directories written by :meth:`img2tab.tabular._dataset.PsiDataset.save`;
+Datasets are Ψ dataset directories written by :meth:`img2tab.tabular.PsiDataset.save`;
 classifiers are directories written by :meth:`ConceptClassifier.save` or XGBoost ``.json`` files
 (e.g. the official ``Final_gender_XGBoost.json``).
 """
@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from img2tab.errors import Img2TabInputError
+
+from ._common import add_overwrite, check_device, check_output
 
 __all__ = ["parse_indices", "parse_params", "register"]
 
@@ -67,8 +69,25 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
     return params
 
 
+def _param_error(exc: Exception, params: dict[str, Any], model: str) -> Exception:
+    """A one-line error naming the ``--param`` that ``exc`` complains about (``exc`` itself when
+    no --param was given: then it is not the user's parameter that failed)."""
+    if not params:
+        return exc
+    text = str(exc)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()] or [type(exc).__name__]
+    named = [k for k in params if re.search(rf"(?<![A-Za-z0-9_]){re.escape(k)}(?![A-Za-z0-9_])", text)]
+    detail = next((ln for ln in lines if any(k in ln for k in named)), lines[0]) if named else lines[0]
+    detail = re.sub(r"^\[[^\]]*\]\s*\S+:\s*", "", detail)  # XGBoost's "[time] file:line: " prefix
+    if named:
+        shown = ", ".join(f"--param {k}={params[k]!r}" for k in named)
+        return Img2TabInputError(f"{shown} rejected by the {model} model: {detail}")
+    shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+    return Img2TabInputError(f"fitting {model} failed with --param {shown}: {detail}")
+
+
 def _load_dataset(path: str, *, need_labels: bool = True) -> Any:
-    from img2tab.tabular._dataset import PsiDataset
+    from img2tab.tabular import PsiDataset
 
     ds = PsiDataset.load(path)
     if need_labels and ds.labels is None:
@@ -97,7 +116,7 @@ def _write_text(text: str, output: str | None) -> None:
 
 
 def _relevance_scores(psi: Any, labels: Any, standardize: bool, progress: bool) -> np.ndarray:
-    from img2tab.tabular._wasserstein import wasserstein_relevance
+    from img2tab.tabular import wasserstein_relevance
 
     w = np.asarray(
         wasserstein_relevance(psi, labels, standardize=standardize, progress=progress),
@@ -108,14 +127,16 @@ def _relevance_scores(psi: Any, labels: Any, standardize: bool, progress: bool) 
 
 # --------------------------------------------------------------------------- commands
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from img2tab.tabular._classifier import ConceptClassifier
-    from img2tab.tabular._selection import classification_metrics
+    from img2tab.tabular import ConceptClassifier, classification_metrics
 
+    check_output(args.output, "dir", args.overwrite)
+    check_device(args.device)
+    params = parse_params(args.param)
     ds = _load_dataset(args.dataset)
     clf = ConceptClassifier(
         model=args.model,
         preset=args.preset,
-        params=parse_params(args.param) or None,
+        params=params or None,
         masked_features=parse_indices(args.exclude) or None,
         mask_strategy=args.mask_strategy,
         random_state=args.random_state,
@@ -123,7 +144,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         early_stopping_rounds=args.early_stopping_rounds,
     )
     logger.info("fitting %s on %d rows x %d features", args.model, len(ds), ds.n_features)
-    clf.fit(ds.psi, ds.labels, progress=not args.no_progress)
+    try:
+        clf.fit(ds.psi, ds.labels, progress=not args.no_progress)
+    except (ValueError, TypeError) as exc:
+        raise _param_error(exc, params, args.model) from exc
     out = clf.save(args.output)
     summary: dict[str, Any] = {
         "output": str(out),
@@ -142,8 +166,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_relevance(args: argparse.Namespace) -> int:
-    from img2tab.tabular._importance import concept_table, rank_descending
+    from img2tab.tabular import concept_table, rank_descending
 
+    check_output(args.output, "file", args.overwrite)
     ds = _load_dataset(args.dataset, need_labels=args.by == "labels")
     target = ds.labels if args.by == "labels" else ds.protected
     if target is None:
@@ -161,9 +186,9 @@ def _cmd_relevance(args: argparse.Namespace) -> int:
 
 
 def _cmd_concepts(args: argparse.Namespace) -> int:
-    from img2tab.tabular._classifier import load_classifier
-    from img2tab.tabular._importance import global_importance
+    from img2tab.tabular import global_importance, load_classifier
 
+    check_output(args.output, "file", args.overwrite)
     clf = load_classifier(args.classifier)
     layout, w1, X, y = None, None, None, None
     if args.dataset:
@@ -196,12 +221,11 @@ def _cmd_concepts(args: argparse.Namespace) -> int:
 def _cmd_debug(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from img2tab.tabular._classifier import load_classifier
-    from img2tab.tabular._debugging import debug_classifier, suggest_exclusions
-    from img2tab.tabular._plots import plot_debug_report
+    from img2tab.tabular import debug_classifier, load_classifier, plot_debug_report, suggest_exclusions
 
     if not args.exclude and not args.suggest:
         raise Img2TabInputError("give --exclude INDICES or --suggest N")
+    check_output(args.output, "dir", args.overwrite)
     steps = tqdm(total=4, desc="debug", unit="step", disable=args.no_progress)
     clf = load_classifier(args.classifier)
     train = _load_dataset(args.train)
@@ -279,7 +303,7 @@ def _add_progress(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add the ``fit``, ``relevance``, ``concepts`` and ``debug`` subcommands."""
-    from img2tab.tabular._classifier import MODELS, PRESETS
+    from img2tab.tabular import MODELS, PRESETS
 
     p = subparsers.add_parser(
         "fit",
@@ -304,6 +328,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--random-state", type=int, default=None)
     p.add_argument("--early-stopping-rounds", type=int, default=None)
     p.add_argument("--eval", metavar="DATASET", help="also report metrics on this dataset")
+    add_overwrite(p)
     _add_progress(p)
     p.set_defaults(func=_cmd_fit)
 
@@ -324,6 +349,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--no-standardize", action="store_true", help="W1 on raw values")
     p.add_argument("--format", choices=("csv", "markdown"), default="csv")
+    add_overwrite(p)
     _add_progress(p)
     p.set_defaults(func=_cmd_relevance)
 
@@ -349,6 +375,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--format", choices=("csv", "markdown"), default="csv")
     p.add_argument("-o", "--output", default=None, help="output file (default: stdout)")
+    add_overwrite(p)
     _add_progress(p)
     p.set_defaults(func=_cmd_concepts)
 
@@ -396,5 +423,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--strategy", choices=("drop", "mean"), default="drop")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--no-save-classifier", action="store_true", help="do not save the retrained classifier")
+    add_overwrite(p)
     _add_progress(p)
     p.set_defaults(func=_cmd_debug)

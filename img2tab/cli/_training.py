@@ -97,6 +97,10 @@ _ENC = ["encoder_type", "input_size", "widths", "units", "stem", "mode"]
 def _setup(args: argparse.Namespace) -> None:
     import torch
 
+    from ._common import check_device, check_output
+
+    check_device(args.device, allow_auto=True)
+    check_output(args.out, "dir", what="--out", existing_dir_ok=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.data and not args.resume:

@@ -157,11 +157,9 @@ class Img2TabExplainer(ConceptExplainer):
 
     # ------------------------------------------------------------------ helpers
     def _encode(self, x: torch.Tensor) -> np.ndarray:
-        from ..world.evaluation import encode_images
-
         if x.shape[0] == 0:
             return np.zeros((0, self.inverter.layout.total), dtype=np.float64)
-        psi, _ = encode_images(self.inverter, x, batch_size=int(self.batch_size))
+        psi, _ = self.inverter.encode_psi(x, batch_size=int(self.batch_size), with_w=False)
         return psi.astype(np.float64)
 
     def _psi(self, images: torch.Tensor) -> np.ndarray:

@@ -6,7 +6,7 @@
   the factor alone changes, :func:`img2tab.world.gt_metrics.true_reliance`).
 * **score** ``t_f(x)``: the factor's value rescaled to [0, 1] (categorical: category / (n - 1)),
   exact for images whose factors the :class:`~img2tab.world.groundtruth.FactorLookup` knows, else
-  the :class:`~img2tab.world.evaluation.FactorOracle` reading.
+  the :class:`~img2tab.world.oracle.FactorOracle` reading.
 * **evidence**: the factor mask ``M_f(x)`` (the top ``evidence_top`` masks, importance-weighted, for
   ``concept=None``).
 * **intervention**: re-render the image with each given factor moved to the opposite side of its
@@ -71,7 +71,7 @@ class OracleConceptExplainer(ConceptExplainer):
         lookup: :class:`~img2tab.world.groundtruth.FactorLookup` with the factors of the images
             that will be scored.
         size: Image size.
-        oracle: Optional :class:`~img2tab.world.evaluation.FactorOracle` for images the lookup does
+        oracle: Optional :class:`~img2tab.world.oracle.FactorOracle` for images the lookup does
             not know (without it such images are an error).
         n_values: Values per continuous factor when measuring reliance in :meth:`fit`.
         n_fit: Training images used to measure reliance in :meth:`fit`.

@@ -21,9 +21,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
-import torch
 
 __all__ = ["StyleLayer", "StyleSpaceLayout", "generator_channels"]
 
@@ -218,23 +218,34 @@ class StyleSpaceLayout:
         rgb = "rgb" if d["is_torgb"] else ""
         return f"L{d['layer']}c{d['channel']}@{d['resolution']}{rgb}"
 
-    # ------------------------------------------------------------------ tensors
-    def flatten(self, styles: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Concatenate per-layer styles ``[B, C_l]`` into Ψ ``[B, D]``."""
+    # ------------------------------------------------------------------ tensors / arrays
+    def flatten(self, styles: Sequence[Any]) -> Any:
+        """Concatenate per-layer styles ``[B, C_l]`` into Ψ ``[B, D]``.
+
+        Works on torch tensors (``torch.cat``) and numpy arrays (``np.concatenate``); this
+        module itself never imports torch (the tabular half uses it without torch).
+        """
         if len(styles) != self.n_layers:
             raise ValueError(f"expected {self.n_layers} style tensors, got {len(styles)}")
         for i, (s, c) in enumerate(zip(styles, self.dims)):
             if s.ndim != 2 or s.shape[1] != c:
                 raise ValueError(f"style {i} has shape {tuple(s.shape)}, expected [B, {c}]")
+        if isinstance(styles[0], np.ndarray):
+            return np.concatenate(list(styles), axis=1)
+        import torch  # only reached with tensors, so torch is already imported
+
         return torch.cat(list(styles), dim=1)
 
-    def unflatten(self, psi: torch.Tensor) -> list[torch.Tensor]:
-        """Split Ψ ``[B, D]`` (or ``[D]``) into per-layer styles ``[B, C_l]``."""
+    def unflatten(self, psi: Any) -> list[Any]:
+        """Split Ψ ``[B, D]`` (or ``[D]``) into per-layer styles ``[B, C_l]`` (views).
+
+        Works on torch tensors and numpy arrays.
+        """
         if psi.ndim == 1:
-            psi = psi.unsqueeze(0)
+            psi = psi.reshape(1, -1)
         if psi.ndim != 2 or psi.shape[1] != self.total:
             raise ValueError(f"psi has shape {tuple(psi.shape)}, expected [B, {self.total}]")
-        return list(torch.split(psi, list(self.dims), dim=1))
+        return [psi[:, o : o + c] for o, c in zip(self.offsets, self.dims)]
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, object]:

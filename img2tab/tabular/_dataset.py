@@ -22,13 +22,10 @@ whose arrays do not match it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import shutil
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from img2tab._atomic import atomic_dir
+from img2tab._json import jsonable, read_json
 from img2tab.errors import Img2TabInputError
 from img2tab.networks.layout import StyleSpaceLayout
+
+from ._validation import check_labels, check_psi
 
 __all__ = [
     "FORMAT_NAME",
@@ -60,120 +61,6 @@ _ARRAY_FILES = ("psi", "labels", "protected", "ids")
 
 #: (size, channel_multiplier) configurations tried, in order, to guess a layout from D.
 _KNOWN_CONFIGS: tuple[tuple[int, int], ...] = ((1024, 2), (512, 2), (256, 2), (256, 1))
-
-
-# --------------------------------------------------------------------------- validation
-def _describe_bad(bad: np.ndarray, what: str, limit: int = 5) -> str:
-    idx = np.flatnonzero(bad)
-    shown = ", ".join(str(int(i)) for i in idx[:limit])
-    more = ", ..." if idx.size > limit else ""
-    return f"{idx.size} {what} ({shown}{more})"
-
-
-def _all_finite(arr: np.ndarray) -> bool:
-    """``np.isfinite(arr).all()`` over row blocks (no N x D temporary for large inputs).
-
-    A block's float64 sum is finite unless the block holds NaN/inf (or overflows, in which case
-    the exact element-wise check decides).
-    """
-    step = max(1, (1 << 22) // max(1, arr.shape[1]))
-    with np.errstate(invalid="ignore", over="ignore"):
-        for r0 in range(0, arr.shape[0], step):
-            blk = arr[r0 : r0 + step]
-            if not np.isfinite(blk.sum(dtype=np.float64)) and not np.isfinite(blk).all():
-                return False
-    return True
-
-
-def check_psi(psi: Any, name: str = "psi", *, allow_nan: bool = False) -> np.ndarray:
-    """Validate a Ψ matrix and return it as a 2-D floating array (no copy when possible).
-
-    Args:
-        psi: array-like of shape ``(N, D)``, numeric. Integer and bool input is converted to
-            float64; float32/float64 (including ``np.memmap``) are returned as they are.
-        name: name used in error messages.
-        allow_nan: skip the finiteness check.
-
-    Returns:
-        ``np.ndarray`` of shape ``(N, D)`` with a floating dtype. The input is never modified.
-
-    Raises:
-        Img2TabInputError: not 2-D, empty, non-numeric, or containing NaN/inf (the message
-            counts the bad rows and columns and suggests dropping them).
-    """
-    try:
-        arr = np.asarray(psi)
-    except (TypeError, ValueError) as exc:  # ragged lists and similar
-        raise Img2TabInputError(f"{name} could not be converted to an array: {exc}") from exc
-    if arr.ndim != 2:
-        hint = " (a single sample? use psi.reshape(1, -1))" if arr.ndim == 1 else ""
-        raise Img2TabInputError(
-            f"{name} must be 2-D with shape (n_samples, n_features), got shape {arr.shape}{hint}"
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise Img2TabInputError(f"{name} is empty (shape {arr.shape})")
-    if arr.dtype.kind in "biu":
-        arr = arr.astype(np.float64)
-    elif arr.dtype.kind != "f":
-        raise Img2TabInputError(
-            f"{name} must be numeric, got dtype {arr.dtype}; convert it with "
-            f"np.asarray({name}, dtype=np.float32)"
-        )
-    if not allow_nan and not _all_finite(arr):
-        finite = np.isfinite(arr)
-        bad_rows = ~finite.all(axis=1)
-        bad_cols = ~finite.all(axis=0)
-        raise Img2TabInputError(
-            f"{name} contains {int((~finite).sum())} NaN/inf values in "
-            f"{_describe_bad(bad_rows, 'rows')} and {_describe_bad(bad_cols, 'columns')}; "
-            f"drop those rows (e.g. {name}[np.isfinite({name}).all(axis=1)]) or columns "
-            "before fitting"
-        )
-    return arr
-
-
-def check_labels(
-    labels: Any, n: int | None = None, *, name: str = "labels", min_classes: int = 2
-) -> np.ndarray:
-    """Validate a label vector and return it as a 1-D array.
-
-    Args:
-        labels: array-like of shape ``(N,)`` (``(N, 1)`` is flattened). Any values that
-            ``np.unique`` can sort (ints, bools, strings, floats).
-        n: expected number of samples (``psi.shape[0]``); ``None`` skips the check.
-        name: name used in error messages.
-        min_classes: minimum number of distinct values (2 for a classifier or W1).
-
-    Returns:
-        ``np.ndarray`` of shape ``(N,)``. The input is never modified.
-
-    Raises:
-        Img2TabInputError: wrong shape, length mismatch, NaN labels or too few classes.
-    """
-    arr = np.asarray(labels)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr.ravel()
-    if arr.ndim != 1:
-        raise Img2TabInputError(f"{name} must be 1-D with shape (n_samples,), got {arr.shape}")
-    if n is not None and arr.shape[0] != n:
-        raise Img2TabInputError(f"{name} has {arr.shape[0]} entries but psi has {n} rows; they must match")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise Img2TabInputError(
-            f"{name} contains {_describe_bad(~np.isfinite(arr), 'NaN/inf entries')}; drop those samples"
-        )
-    if arr.dtype == object:
-        try:
-            np.unique(arr)
-        except TypeError as exc:
-            raise Img2TabInputError(f"{name} mixes types that cannot be sorted: {exc}") from exc
-    n_classes = np.unique(arr).size
-    if n_classes < min_classes:
-        found = f"only {np.unique(arr)[:5].tolist()}" if n_classes else "no samples"
-        raise Img2TabInputError(
-            f"{name} must contain at least {min_classes} classes, found {found}; "
-            "a relevance score or classifier needs samples of every class"
-        )
-    return arr
 
 
 def _check_1d(values: Any, n: int, name: str) -> np.ndarray:
@@ -344,16 +231,6 @@ def default_layout(n_features: int) -> StyleSpaceLayout:
 
 
 # --------------------------------------------------------------------------- dataset
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
 def _sha256(path: Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -362,28 +239,15 @@ def _sha256(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    # Directories cannot be opened for fsync on every platform (Windows); best effort.
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _write_npy(path: Path, arr: np.ndarray) -> None:
+    # Inside an atomic_dir: the folder swap makes the whole dataset atomic.
     with open(path, "wb") as f:
         np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 @dataclass(frozen=True, eq=False)
@@ -401,6 +265,8 @@ class PsiDataset:
         label_names: optional names of the classes in ``np.unique(labels)`` order
             (e.g. ``("female", "male")``).
         meta: free JSON-serialisable metadata (encoder, generator, source, ...).
+        source: the folder this dataset was loaded from (set by :meth:`load`; None for an
+            in-memory dataset). :meth:`img2tab.Img2Tab.save` refers to it instead of copying Ψ.
 
     Finiteness of ``psi`` is not checked here (that would read a memory-mapped file in full);
     :func:`check_psi` does it where it matters.
@@ -413,6 +279,7 @@ class PsiDataset:
     layout: StyleSpaceLayout | None = None
     label_names: tuple[str, ...] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    source: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         psi = self.psi
@@ -556,13 +423,7 @@ class PsiDataset:
                     f"{target} exists and is not an img2tab Ψ dataset (no valid meta.json); "
                     "refusing to replace it"
                 )
-        parent = target.parent
-        parent.mkdir(parents=True, exist_ok=True)
-        token = uuid.uuid4().hex[:12]
-        tmp = parent / f".{target.name}.tmp-{token}"
-        old = parent / f".{target.name}.old-{token}"
-        tmp.mkdir()
-        try:
+        with atomic_dir(target) as tmp:
             files: dict[str, dict[str, Any]] = {}
             for name in _ARRAY_FILES:
                 arr = getattr(self, name)
@@ -588,19 +449,8 @@ class PsiDataset:
                 "label_names": None if self.label_names is None else list(self.label_names),
                 "meta": self.meta,
             }
-            text = json.dumps(meta, indent=2, default=_json_default)
-            _write_bytes(tmp / "meta.json", text.encode("utf-8"))
-            _fsync_dir(tmp)
-            if target.exists():
-                os.replace(target, old)
-            os.replace(tmp, target)
-            _fsync_dir(parent)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if old.exists() and not target.exists():
-                os.replace(old, target)  # put the previous dataset back
-            raise
-        shutil.rmtree(old, ignore_errors=True)
+            text = json.dumps(jsonable(meta), indent=2, allow_nan=False) + "\n"
+            _write_bytes(tmp / "meta.json", text.encode("utf-8"))  # last: the folder is complete
         logger.info("saved %r to %s", self, target)
         return target
 
@@ -665,6 +515,7 @@ class PsiDataset:
             layout=None if layout is None else StyleSpaceLayout.from_dict(layout),
             label_names=meta.get("label_names"),
             meta=meta.get("meta") or {},
+            source=os.fspath(root.resolve()),
         )
 
 
@@ -675,10 +526,7 @@ def _read_meta(root: Path) -> dict[str, Any]:
             f"{root} is not a complete Ψ dataset: meta.json is missing (an interrupted save or "
             "not a dataset directory); re-create it with PsiDataset.save"
         )
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise Img2TabInputError(f"{meta_path} is not valid JSON: {exc}") from exc
+    meta = read_json(meta_path, "Ψ dataset header")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise Img2TabInputError(f"{meta_path} is not an img2tab Ψ dataset header")
     version = meta.get("format_version")
@@ -714,8 +562,9 @@ def _torch_load(path: str | os.PathLike[str]) -> Any:
     except FileNotFoundError:
         raise
     except Exception as exc:  # unpickling errors differ between torch versions
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise Img2TabInputError(
-            f"cannot load {path} with torch.load(weights_only=True): {exc}. Only plain tensors, "
+            f"cannot load {path} with torch.load(weights_only=True) ({first}); only plain tensors, "
             "lists and dicts of tensors are accepted (no pickled objects)"
         ) from exc
 

@@ -42,6 +42,7 @@ import numpy as np
 from img2tab.errors import Img2TabInputError
 
 from ._dataset import _check_weights, check_labels, check_psi
+from ._table import rank_descending
 
 __all__ = ["rank_by_relevance", "wasserstein_relevance"]
 
@@ -309,6 +310,4 @@ def rank_by_relevance(w1: Any) -> np.ndarray:
     Returns:
         int64 array of the same shape with column indices.
     """
-    arr = np.asarray(w1, dtype=np.float64)
-    key = np.where(np.isnan(arr), np.inf, -arr)
-    return np.argsort(key, axis=-1, kind="stable").astype(np.int64)
+    return rank_descending(w1)

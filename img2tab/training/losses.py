@@ -1,7 +1,7 @@
 """Losses used by the trainers (pure PyTorch, no downloaded weights).
 
 * StyleGAN2 (rosinality ``train.py``): non-saturating logistic losses, R1, path-length penalty.
-* Reconstruction: SSIM / MS-SSIM, discriminator-feature distance.
+* Reconstruction: SSIM / MS-SSIM (from :mod:`img2tab.metrics`), discriminator-feature distance.
 * e4e: delta regulariser, latent-code discriminator and its W pool.
 * Distribution matching: sliced Wasserstein distance (used to fit the mapping network).
 """
@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import autograd, nn
 
+from ..metrics import ms_ssim, ssim
+
 __all__ = [
     "LatentCodesDiscriminator",
     "LatentCodesPool",
@@ -29,9 +31,6 @@ __all__ = [
     "sliced_wasserstein",
     "ssim",
 ]
-
-_MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-
 
 # ---------------------------------------------------------------------------- adversarial
 def d_logistic_loss(real_pred: torch.Tensor, fake_pred: torch.Tensor) -> torch.Tensor:
@@ -71,90 +70,6 @@ def g_path_regularize(
     path_mean = mean_path_length + decay * (path_lengths.mean() - mean_path_length)
     penalty = (path_lengths - path_mean).pow(2).mean()
     return penalty, path_mean.detach(), path_lengths
-
-
-# ---------------------------------------------------------------------------- SSIM
-def _gauss_1d(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    x = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    return g / g.sum()
-
-
-def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    c = x.shape[1]
-    k = g.numel()
-    x = F.conv2d(x, g.reshape(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
-    return F.conv2d(x, g.reshape(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
-
-
-def _ssim_cs(x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, data_range: float
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    c1 = (0.01 * data_range) ** 2
-    c2 = (0.03 * data_range) ** 2
-    mu_x, mu_y = _blur(x, g), _blur(y, g)
-    sxx = _blur(x * x, g) - mu_x**2
-    syy = _blur(y * y, g) - mu_y**2
-    sxy = _blur(x * y, g) - mu_x * mu_y
-    cs_map = (2 * sxy + c2) / (sxx + syy + c2)
-    ssim_map = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * cs_map
-    return ssim_map.flatten(1).mean(1), cs_map.flatten(1).mean(1)
-
-
-def _window(h: int, w: int, win_size: int) -> int:
-    k = min(win_size, h, w)
-    return k if k % 2 else k - 1
-
-
-def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, win_size: int = 11,
-         sigma: float = 1.5) -> torch.Tensor:
-    """Structural similarity per image (Gaussian window, valid region).
-
-    Args:
-        x, y: ``[B, C, H, W]`` images (``data_range`` = 2 for [-1, 1]).
-        win_size: Gaussian window (shrunk to the image size when larger).
-
-    Returns:
-        ``[B]`` SSIM values (1 = identical).
-    """
-    k = _window(x.shape[-2], x.shape[-1], win_size)
-    g = _gauss_1d(k, sigma, x.device, x.dtype)
-    return _ssim_cs(x, y, g, data_range)[0]
-
-
-def ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, win_size: int = 11,
-            sigma: float = 1.5, weights: Sequence[float] = _MS_WEIGHTS) -> torch.Tensor:
-    """Multi-scale SSIM per image (Wang et al. 2003).
-
-    The number of scales is reduced for small images so that the coarsest scale is still at
-    least one window wide (1 scale at 16 px, 2 at 32, 3 at 64, 5 at >= 176); the weights of the
-    used scales are renormalised. Contrast terms are clamped at a small positive value so the
-    fractional powers stay differentiable.
-
-    Args:
-        x, y: ``[B, C, H, W]`` images (``data_range`` = 2 for [-1, 1]).
-
-    Returns:
-        ``[B]`` MS-SSIM values (1 = identical).
-    """
-    side = min(x.shape[-2:])
-    k = _window(x.shape[-2], x.shape[-1], win_size)
-    levels = 1
-    while levels < len(weights) and side // 2**levels >= k:
-        levels += 1
-    w = torch.tensor(weights[:levels], device=x.device, dtype=x.dtype)
-    w = w / w.sum()
-    g = _gauss_1d(k, sigma, x.device, x.dtype)
-    vals = []
-    for i in range(levels):
-        s, cs = _ssim_cs(x, y, g, data_range)
-        if i < levels - 1:
-            vals.append(cs.clamp_min(1e-6))
-            x = F.avg_pool2d(x, 2)
-            y = F.avg_pool2d(y, 2)
-        else:
-            vals.append(s.clamp_min(1e-6))
-    stack = torch.stack(vals, dim=1)  # [B, levels]
-    return torch.prod(stack ** w, dim=1)
 
 
 # ---------------------------------------------------------------------------- features

@@ -63,7 +63,7 @@ class BenchmarkSizes:
     n_values: int = 4
     oracle_n: int = 10000
     oracle_epochs: int = 10
-    cnn_epochs: int = 8
+    cnn_epochs: int = 12
 
     @classmethod
     def for_mode(cls, quick: bool) -> BenchmarkSizes:
@@ -139,7 +139,7 @@ class BenchmarkContext:
 
     @property
     def factor_oracle(self) -> Any:
-        """:class:`~img2tab.world.evaluation.FactorOracle` for readings (cached on disk)."""
+        """:class:`~img2tab.world.oracle.FactorOracle` for readings (cached on disk)."""
         if self._factor_oracle is None:
             from .groundtruth import load_or_train_factor_oracle
 
@@ -192,7 +192,6 @@ def make_context(
         progress: Progress bars.
     """
     from ..tabular import ConceptClassifier
-    from .evaluation import encode_images
 
     if inverter is None:
         from ..default import load_default
@@ -201,8 +200,10 @@ def make_context(
     sz = sizes or BenchmarkSizes.for_mode(quick)
     size = int(inverter.generator.size)
     train, test = task_splits(task, sz.n_train, sz.n_test, seed=1000 + int(seed), size=size)
-    psi_tr, _ = encode_images(inverter, train.to_tensor(), progress=progress, desc=f"encode {task} train")
-    psi_te, w_te = encode_images(inverter, test.to_tensor(), progress=progress, desc=f"encode {task} test")
+    psi_tr, _ = inverter.encode_psi(train.to_tensor(), batch_size=128, progress=progress,
+                                    desc=f"encode {task} train", with_w=False)
+    psi_te, w_te = inverter.encode_psi(test.to_tensor(), batch_size=128, progress=progress,
+                                       desc=f"encode {task} test")
     clf = ConceptClassifier(random_state=int(seed)).fit(psi_tr, train.y)
     lookup = FactorLookup()
     lookup.add(train.images, train.factors)
@@ -444,21 +445,12 @@ def _gallery_tiles(explainer: ConceptExplainer, data: _EvalData, n: int = 5) -> 
 
 # ---------------------------------------------------------------------------- run + report
 def _atomic_write_bytes(path: Any, data: bytes) -> None:
-    import os
-    import tempfile
     from pathlib import Path
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .._atomic import atomic_write_bytes
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data)
 
 
 def _save_fig(fig: Any, path: Any) -> None:
@@ -600,9 +592,7 @@ def run(
     Returns:
         ``{"summary": mean[method][task][metric], "summary_sd": ..., "runs": [...], "config": ...}``.
     """
-    import json
     import time
-    from pathlib import Path
 
     from tqdm.auto import tqdm
 
@@ -631,8 +621,19 @@ def run(
     galleries: dict[str, dict[str, list[dict[str, Any]]]] = {}
     context_seconds: list[float] = []
     bar = tqdm(total=len(tasks) * len(seeds) * len(chosen), desc="benchmark", disable=not progress)
-    for task in tasks:
-        for seed in seeds:
+    config = {"tasks": list(tasks), "seeds": [int(s) for s in seeds], "quick": bool(quick),
+              "sizes": sz.__dict__, "methods": list(chosen), "factors": list(FACTOR_NAMES)}
+
+    def assemble() -> dict[str, Any]:
+        mean, sd = summarise(runs)
+        done = sorted({(r["task"], r["seed"]) for r in runs})
+        return {"config": config, "summary": mean, "summary_sd": sd, "runs": runs,
+                "context_cpu_seconds": context_seconds, "completed": [list(d) for d in done],
+                "wall_seconds": time.perf_counter() - t_start}
+
+    # seed-major order, results written after every (seed, task): a cut-short run keeps whole seeds
+    for seed in seeds:
+        for task in tasks:
             t0 = time.process_time()
             ctx = make_context(task, seed, quick, inverter=inverter, sizes=sz, cache_dir=cache_dir,
                                progress=progress)
@@ -657,29 +658,36 @@ def run(
                 res.update(task=task, seed=int(seed))
                 runs.append(res)
                 bar.update(1)
+            if out is not None:
+                new = {task: galleries[task]} if task in galleries and seed == seeds[0] else None
+                write_report(assemble(), out, new, figures=False)
     bar.close()
-    mean, sd = summarise(runs)
-    result = {
-        "config": {"tasks": list(tasks), "seeds": [int(s) for s in seeds], "quick": bool(quick),
-                   "sizes": sz.__dict__, "methods": list(chosen), "factors": list(FACTOR_NAMES)},
-        "summary": mean,
-        "summary_sd": sd,
-        "runs": runs,
-        "context_cpu_seconds": context_seconds,
-        "wall_seconds": time.perf_counter() - t_start,
-    }
+    result = assemble()
     if out is not None:
-        outp = Path(out)
-        (outp / "figures").mkdir(parents=True, exist_ok=True)
-        for key in HEADLINE:
-            _save_fig(_metric_figure(mean, sd, list(chosen), list(tasks), key),
-                      outp / "figures" / f"{key.replace('@', '_at_')}.png")
-        for task, gal in galleries.items():
-            _save_fig(_gallery_figure(gal, f"top concepts, task {task}, seed {seeds[0]} (evidence overlaid)"),
-                      outp / "figures" / f"gallery_{task}.png")
-        _atomic_write_bytes(outp / "results.json", json.dumps(_jsonable(result), indent=1).encode())
-        _atomic_write_bytes(outp / "report.md", report_markdown(result, list(galleries)).encode())
+        write_report(result, out, galleries)
     return result
+
+
+def write_report(result: dict[str, Any], out: Any, galleries: dict[str, Any] | None = None,
+                 figures: bool = True) -> None:
+    """Write ``results.json``, ``report.md`` and (``figures``) the metric figures of a :func:`run`
+    result into ``out``; ``galleries`` (task -> method -> tiles) adds the gallery figures. Atomic."""
+    import json
+    from pathlib import Path
+
+    outp = Path(out)
+    (outp / "figures").mkdir(parents=True, exist_ok=True)
+    cfg = result["config"]
+    if figures:
+        for key in HEADLINE:
+            fig = _metric_figure(result["summary"], result["summary_sd"], cfg["methods"], cfg["tasks"], key)
+            _save_fig(fig, outp / "figures" / f"{key.replace('@', '_at_')}.png")
+    for task, gal in (galleries or {}).items():
+        title = f"top concepts, task {task}, seed {cfg['seeds'][0]} (evidence overlaid)"
+        _save_fig(_gallery_figure(gal, title), outp / "figures" / f"gallery_{task}.png")
+    gallery_tasks = [t for t in cfg["tasks"] if (outp / "figures" / f"gallery_{t}.png").is_file()]
+    _atomic_write_bytes(outp / "results.json", json.dumps(_jsonable(result), indent=1).encode())
+    _atomic_write_bytes(outp / "report.md", report_markdown(result, gallery_tasks).encode())
 
 
 def report_markdown(result: dict[str, Any], gallery_tasks: Sequence[str] = ()) -> str:
@@ -690,7 +698,12 @@ def report_markdown(result: dict[str, Any], gallery_tasks: Sequence[str] = ()) -
     lines = ["# Ground-truth benchmark of concept explanations", "",
              f"Tasks {', '.join(tasks)}; seeds {cfg['seeds']}; {'quick' if cfg['quick'] else 'full'} sizes "
              f"{cfg['sizes']}. Mean ± sd over seeds. Wall time {result['wall_seconds']:.0f} s. "
-             "Definitions: docs/benchmark.md.", "", "## Headline", ""]
+             "Definitions: docs/benchmark.md.", ""]
+    done = result.get("completed")
+    if done is not None and len(done) < len(tasks) * len(cfg["seeds"]):
+        lines += [f"**Partial run**: {len(done)} of {len(tasks) * len(cfg['seeds'])} (task, seed) pairs "
+                  f"completed: {', '.join(f'{t}/{s}' for t, s in done)}.", ""]
+    lines += ["## Headline", ""]
     lines += _tables(mean, sd, methods, tasks, HEADLINE)
     lines += ["## Faithfulness of each method's own intervention", ""]
     keys = [f"{a}@{k}" for k in _KS for a in ("flip_rate", "semantic_flip_rate", "shortcut_flip_rate")]

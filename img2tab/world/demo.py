@@ -98,7 +98,7 @@ def run_demo(
         wasserstein_relevance,
     )
     from ._tasks import make_task
-    from .evaluation import debug_summary, encode_images, spurious_debugging
+    from .evaluation import debug_summary, spurious_debugging
 
     cfg = config or DemoConfig()
     out = Path(out_dir)
@@ -122,8 +122,10 @@ def run_demo(
     train = make_task(cfg.n_train, seed=cfg.seed, size=size)
     test = make_task(cfg.n_test, seed=cfg.seed + 1, size=size)
     step("rendered the concept world")
-    psi_tr, w_tr = encode_images(inv, train.to_tensor(), progress=progress, desc="encode train")
-    psi_te, w_te = encode_images(inv, test.to_tensor(), progress=progress, desc="encode test")
+    psi_tr, w_tr = inv.encode_psi(train.to_tensor(), batch_size=128, progress=progress,
+                                  desc="encode train")
+    psi_te, w_te = inv.encode_psi(test.to_tensor(), batch_size=128, progress=progress,
+                                  desc="encode test")
     step(f"encoded Ψ ({len(psi_tr)} + {len(psi_te)} images x {layout.total} features)")
 
     # 2. classifiers and relevance

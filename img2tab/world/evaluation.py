@@ -6,31 +6,34 @@ Each function measures one thing and returns plain dicts / arrays, so the model 
 * :func:`reconstruction_quality`: PSNR / SSIM of ``G(E(x))`` against ``x``;
 * :func:`factor_probes`: held-out linear probes Ψ -> every ground-truth factor;
 * :func:`pixel_cnn_accuracy`: a small CNN on the pixels, the baseline for Img2Tab's accuracy;
-* :class:`FactorOracle` / :func:`train_factor_oracle`: a CNN that reads every factor off an image;
-* :func:`concept_validity`: edit concepts by ±k standard deviations, render, read the factors
-  with the oracle -> concepts x factors effect matrix;
+* concept validity (edit concepts, read the factors with a CNN oracle) from
+  :mod:`img2tab.world.oracle`, re-exported here;
 * :func:`spurious_debugging`: a classifier trained with a spurious factor, before / after
   excluding the concepts the library flags as spurious.
+
+Encoding goes through the one encoding path, :meth:`Inverter.encode_psi
+<img2tab.networks.inverter.Inverter.encode_psi>`; PSNR / SSIM come from :mod:`img2tab.metrics`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Sequence
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
+from ..metrics import psnr, ssim
+from ..networks.cnn import SmallCNN, fit_cnn
 from ..networks.inverter import Inverter
 from ._tasks import make_spurious_splits
 from ._world import FACTORS, ConceptWorld, Factor
+from .oracle import FactorOracle, concept_validity, train_factor_oracle
 
 __all__ = [
     "EvaluationConfig",
@@ -47,6 +50,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# earlier private names of the small CNN and its training loop, now in img2tab.networks.cnn
+_SmallCNN = SmallCNN
+_train_cnn = fit_cnn
 
 
 @dataclass(frozen=True)
@@ -90,16 +97,15 @@ class EvaluationConfig:
 
 
 # ---------------------------------------------------------------------------- encoding
-@torch.no_grad()
 def encode_images(inv: Inverter, images: torch.Tensor, batch_size: int = 128,
                   progress: bool = False, desc: str = "encode") -> tuple[np.ndarray, torch.Tensor]:
-    """Ψ ``[N, D]`` (float32 numpy) and W+ ``[N, n_latent, style_dim]`` of images ``[N, 3, H, W]``."""
-    psi, ws = [], []
-    for i in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
-        w = inv.encode(images[i:i + batch_size])
-        ws.append(w)
-        psi.append(inv.generator.psi(w))
-    return torch.cat(psi).numpy().astype(np.float32), torch.cat(ws)
+    """Deprecated: use ``inv.encode_psi(images, batch_size=..., progress=...)``.
+
+    Returns Ψ ``[N, D]`` (float32 numpy) and W+ ``[N, n_latent, style_dim]`` (CPU tensor).
+    """
+    warnings.warn("encode_images is deprecated; use Inverter.encode_psi(images, batch_size=..., "
+                  "progress=...)", DeprecationWarning, stacklevel=2)
+    return inv.encode_psi(images, batch_size=batch_size, progress=progress, desc=desc)
 
 
 # ---------------------------------------------------------------------------- reconstruction
@@ -115,18 +121,15 @@ def reconstruction_quality(inv: Inverter, images: torch.Tensor, batch_size: int 
     Returns:
         ``({"psnr_mean", "psnr_std", "psnr_min", "ssim_mean", "n"}, reconstructions)``.
     """
-    from ..training.losses import ssim
-
     recs, psnrs, ssims = [], [], []
     for i in tqdm(range(0, len(images), batch_size), desc="reconstruct", disable=not progress,
                   leave=False):
         x = images[i:i + batch_size]
-        y = inv.reconstruct(x).clamp(-1, 1)
+        y = inv.reconstruct(x).clamp(-1, 1).float().to(x.device)
         if y.shape[-1] != x.shape[-1]:
             y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False,
                               antialias=True)
-        mse = ((y - x) / 2).square().flatten(1).mean(1)
-        psnrs.append(10 * torch.log10(1.0 / mse.clamp_min(1e-12)))
+        psnrs.append(psnr(y, x, data_range=2.0))
         ssims.append(ssim(y, x))
         recs.append(y)
     p, s = torch.cat(psnrs), torch.cat(ssims)
@@ -178,204 +181,21 @@ def factor_probes(
     return rows
 
 
-# ---------------------------------------------------------------------------- small CNNs
-class _SmallCNN(nn.Module):
-    """Four stride-2 conv blocks + MLP head, for 32-128 px inputs."""
-
-    def __init__(self, size: int, n_out: int, width: int = 32) -> None:
-        super().__init__()
-        chans = [3, width, 2 * width, 4 * width, 4 * width]
-        layers: list[nn.Module] = []
-        for a, b in zip(chans, chans[1:]):
-            layers += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.BatchNorm2d(b), nn.SiLU()]
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(chans[-1] * (size // 16) ** 2, 256),
-                                  nn.SiLU(), nn.Linear(256, n_out))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-def _train_cnn(model: nn.Module, x: torch.Tensor, loss_fn: Any, epochs: int, batch_size: int,
-               seed: int, progress: bool, desc: str) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    steps = epochs * math.ceil(len(x) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    model.train()
-    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
-            loss = loss_fn(model(x[idx]), idx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update(1)
-    bar.close()
-    return model.eval()
-
-
+# ---------------------------------------------------------------------------- pixel baseline
 def pixel_cnn_accuracy(x_train: torch.Tensor, y_train: np.ndarray, x_test: torch.Tensor,
                        y_test: np.ndarray, epochs: int = 6, batch_size: int = 64, seed: int = 0,
                        progress: bool = False) -> float:
-    """Test accuracy of a small CNN trained on the pixels (``[N, 3, H, W]`` in [-1, 1])."""
-    torch.manual_seed(seed)
+    """Test accuracy of a :class:`~img2tab.networks.cnn.SmallCNN` trained on the pixels
+    (``[N, 3, H, W]`` in [-1, 1]); the baseline for Img2Tab's accuracy."""
     yt = torch.as_tensor(np.asarray(y_train), dtype=torch.float32)
-    model = _SmallCNN(x_train.shape[-1], 1)
-    _train_cnn(model, x_train, lambda out, idx: F.binary_cross_entropy_with_logits(
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation, caller's RNG untouched
+        torch.manual_seed(seed)
+        model = SmallCNN(x_train.shape[-1], 1)
+    fit_cnn(model, x_train, lambda out, idx: F.binary_cross_entropy_with_logits(
         out[:, 0], yt[idx]), epochs, batch_size, seed, progress, "pixel CNN")
     with torch.no_grad():
         logits = torch.cat([model(x_test[i:i + 256])[:, 0] for i in range(0, len(x_test), 256)])
     return float(((logits > 0).numpy().astype(int) == np.asarray(y_test)).mean())
-
-
-class FactorOracle(nn.Module):
-    """A CNN reading every concept-world factor off an image.
-
-    :meth:`read` returns, per factor, a ``[N]`` value in [0, 1] (continuous factors rescaled to
-    their range, binary factors as a probability) or ``[N, K]`` class probabilities.
-    """
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-        self.factors = FACTORS
-        self.n_out = [f.n_categories if (f.is_categorical and f.n_categories > 2) else 1
-                      for f in FACTORS]
-        self.net = _SmallCNN(size, sum(self.n_out))
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return list(torch.split(self.net(x), self.n_out, dim=1))
-
-    def targets(self, factors: dict[str, np.ndarray]) -> list[torch.Tensor]:
-        out = []
-        for f in self.factors:
-            v = np.asarray(factors[f.name])
-            if f.is_categorical and f.n_categories > 2:
-                out.append(torch.as_tensor(v, dtype=torch.long))
-            elif f.is_categorical:
-                out.append(torch.as_tensor(v, dtype=torch.float32))
-            else:
-                out.append(torch.as_tensor((v - f.low) / (f.high - f.low), dtype=torch.float32))
-        return out
-
-    def loss(self, outs: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
-        total = torch.zeros(())
-        for f, o, t in zip(self.factors, outs, targets):
-            if f.is_categorical and f.n_categories > 2:
-                total = total + F.cross_entropy(o, t)
-            elif f.is_categorical:
-                total = total + F.binary_cross_entropy_with_logits(o[:, 0], t)
-            else:
-                total = total + 10 * F.mse_loss(o[:, 0], t)
-        return total
-
-    @torch.no_grad()
-    def read(self, images: torch.Tensor, batch_size: int = 256) -> dict[str, np.ndarray]:
-        """Factor readings of images ``[N, 3, size, size]`` in [-1, 1]."""
-        self.eval()
-        if images.shape[-1] != self.size:
-            images = F.interpolate(images, size=(self.size, self.size), mode="bilinear",
-                                   align_corners=False, antialias=True)
-        parts: list[list[torch.Tensor]] = [[] for _ in self.factors]
-        for i in range(0, len(images), batch_size):
-            for j, o in enumerate(self(images[i:i + batch_size])):
-                parts[j].append(o)
-        res = {}
-        for f, chunks in zip(self.factors, parts):
-            o = torch.cat(chunks)
-            if f.is_categorical and f.n_categories > 2:
-                res[f.name] = torch.softmax(o, 1).numpy()
-            elif f.is_categorical:
-                res[f.name] = torch.sigmoid(o[:, 0]).numpy()
-            else:
-                res[f.name] = o[:, 0].numpy()
-        return res
-
-
-def train_factor_oracle(size: int, n: int = 10000, epochs: int = 10, seed: int = 7,
-                        n_test: int = 1000, progress: bool = False) -> tuple[FactorOracle, dict]:
-    """Train a :class:`FactorOracle` on freshly rendered concept-world images.
-
-    Returns:
-        ``(oracle, quality)`` with held-out R² / accuracy per factor.
-    """
-    torch.manual_seed(seed)
-    world = ConceptWorld(size=size)
-    train = world.sample(n, seed=seed)
-    test = world.sample(n_test, seed=seed + 1)
-    oracle = FactorOracle(size)
-    x = train.to_tensor()
-    targets = oracle.targets(train.factors)
-    _train_cnn(oracle, x, lambda outs, idx: oracle.loss(
-        torch.split(outs, oracle.n_out, 1) if isinstance(outs, torch.Tensor) else outs,
-        [t[idx] for t in targets]), epochs, 64, seed, progress, "factor oracle")
-    quality = _oracle_quality(oracle, test.to_tensor(), test.factors)
-    return oracle, quality
-
-
-def _oracle_quality(oracle: FactorOracle, x: torch.Tensor, factors: dict[str, np.ndarray]) -> dict:
-    from sklearn.metrics import r2_score
-
-    read = oracle.read(x)
-    q = {}
-    for f in FACTORS:
-        v = np.asarray(factors[f.name])
-        if f.is_categorical and f.n_categories > 2:
-            q[f.name] = float((read[f.name].argmax(1) == v).mean())
-        elif f.is_categorical:
-            q[f.name] = float(((read[f.name] > 0.5).astype(int) == v).mean())
-        else:
-            q[f.name] = float(r2_score((v - f.low) / (f.high - f.low), read[f.name]))
-    return q
-
-
-# ---------------------------------------------------------------------------- concept validity
-def _effect(f: Factor, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-image size of the change of one factor reading (TV distance for multi-class)."""
-    if a.ndim == 2:
-        return 0.5 * np.abs(a - b).sum(1)
-    return np.abs(a - b)
-
-
-def concept_validity(
-    inv: Inverter,
-    w_plus: torch.Tensor,
-    concepts: Sequence[int],
-    scale: np.ndarray,
-    oracle: FactorOracle,
-    class_factor: str = "smile",
-    strength: float = 2.0,
-    batch_size: int = 128,
-) -> dict[str, Any]:
-    """Edit each concept by ±``strength``·scale, render, and read all factors with the oracle.
-
-    Returns:
-        ``{"concepts", "factors", "effect" [n_concepts, n_factors], "signed_class_shift"
-        [n_concepts], "moves_class_most" [n_concepts] bool, "n_valid"}``; ``effect[i, j]`` is the
-        mean over images of |reading(+) - reading(-)| of factor j (0..1 scale).
-    """
-    from ..edits import edit
-
-    res = edit(inv.generator, w_plus, concepts, (-strength, strength), scale=scale,
-               batch_size=batch_size)
-    imgs = res.images.clamp(-1, 1)  # [B, nc, 2, 3, H, W]
-    b, nc = imgs.shape[:2]
-    minus = oracle.read(imgs[:, :, 0].reshape(b * nc, *imgs.shape[3:]))
-    plus = oracle.read(imgs[:, :, 1].reshape(b * nc, *imgs.shape[3:]))
-    names = [f.name for f in FACTORS]
-    effect = np.zeros((nc, len(names)))
-    for j, f in enumerate(FACTORS):
-        e = _effect(f, plus[f.name], minus[f.name])
-        effect[:, j] = e.reshape(b, nc).mean(0)
-    ci = names.index(class_factor)
-    signed = (plus[class_factor] - minus[class_factor]).reshape(b, nc).mean(0)
-    moves = effect.argmax(1) == ci
-    return {"concepts": [int(c) for c in concepts], "factors": names, "effect": effect,
-            "signed_class_shift": signed, "moves_class_most": moves, "n_valid": int(moves.sum())}
 
 
 # ---------------------------------------------------------------------------- debugging
@@ -435,7 +255,8 @@ def spurious_debugging(
                                          test_correlation=correlation, **task)
     fair = make_task(n_train, seed=seed + 2, spurious_correlation=0.5, **task)
     splits = {"train": train, "val": val, "decorrelated": test_dec, "iid": test_iid, "fair": fair}
-    psi = {name: encode_images(inv, sp.to_tensor(), batch_size, progress, f"encode {name}")[0]
+    psi = {name: inv.encode_psi(sp.to_tensor(), batch_size=batch_size, progress=progress,
+                                desc=f"encode {name}", with_w=False)[0]
            for name, sp in splits.items()}
     base = classifier if classifier is not None else ConceptClassifier(random_state=0)
     search = tune_spurious_exclusion(base, psi["train"], train.y, train.spurious, psi["val"], val.y,
@@ -572,9 +393,10 @@ def run_evaluation(
     tr = make_task(cfg.n_train, seed=cfg.seed + 1, size=size)
     te = make_task(cfg.n_test, seed=cfg.seed + 2, size=size)
     x_tr, x_te = tr.to_tensor(), te.to_tensor()
-    (psi_tr, w_tr), timings["encode_train"] = timed(encode_images, inv, x_tr, cfg.batch_size,
-                                                    progress, "encode train")
-    psi_te, w_te = encode_images(inv, x_te, cfg.batch_size, progress, "encode test")
+    (psi_tr, w_tr), timings["encode_train"] = timed(inv.encode_psi, x_tr, batch_size=cfg.batch_size,
+                                                    progress=progress, desc="encode train")
+    psi_te, w_te = inv.encode_psi(x_te, batch_size=cfg.batch_size, progress=progress,
+                                  desc="encode test")
     probes, timings["probes"] = timed(factor_probes, psi_tr, tr.factors, psi_te, te.factors)
     metrics["probes"] = probes
     base = classifier if classifier is not None else ConceptClassifier(random_state=0)

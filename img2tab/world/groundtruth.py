@@ -12,7 +12,7 @@ Every concept-world image is a pure function of 8 factors, so the benchmark know
   decorrelated test split (every factor independent of the class);
 * **a factor oracle** for readings of images that were not rendered from known factors (generative
   edits): :func:`load_or_train_factor_oracle` caches
-  :func:`img2tab.world.evaluation.train_factor_oracle` on disk.
+  :func:`img2tab.world.oracle.train_factor_oracle` on disk.
 """
 
 from __future__ import annotations
@@ -229,18 +229,18 @@ def load_or_train_factor_oracle(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> Any:
-    """:func:`img2tab.world.evaluation.train_factor_oracle`, cached on disk (safetensors + JSON).
+    """:func:`img2tab.world.oracle.train_factor_oracle`, cached on disk (safetensors + JSON).
 
     The cache folder is ``cache_dir`` (default ``$IMG2TAB_CACHE/factor_oracle`` or
     ``~/.cache/img2tab/factor_oracle``) / sha256 of the arguments; written atomically.
 
     Returns:
-        A :class:`~img2tab.world.evaluation.FactorOracle` in eval mode (its held-out quality is
+        A :class:`~img2tab.world.oracle.FactorOracle` in eval mode (its held-out quality is
         stored beside it in ``quality.json``).
     """
     from safetensors.torch import load_file, save_file
 
-    from .evaluation import FactorOracle, train_factor_oracle
+    from .oracle import FactorOracle, train_factor_oracle
 
     args = {"size": int(size), "n": int(n), "epochs": int(epochs), "seed": int(seed), "version": 1}
     key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:32]
