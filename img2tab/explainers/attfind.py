@@ -58,7 +58,7 @@ Quirks of the official code, kept or fixed:
   returns fewer picks (logged).
 * *Fixed — in-place filtering*: the notebook zeroes unstable images in the caller's array; here the
   input is never modified.
-* *Fixed — unstable ties in ranking*: the final sort is stable (ties keep the merge order) instead
+* *Fixed — ties in the final ranking*: the sort is stable (ties keep the merge order) instead
   of ``argsort(...)[::-1]``, which reverses ties.
 * *Binary margins*: a classifier that returns one margin ``m = l1 − l0`` per image (XGBoost, a
   ``logit()`` method) is given the two logits ``(−m/2, m/2)``: same softmax, same argmax, and
