@@ -237,6 +237,25 @@ def _ace(ctx: BenchmarkContext) -> ConceptExplainer:
     return concept_cnn_ace(ctx.concept_cnn, quick=ctx.quick, seed=ctx.seed, progress=ctx.progress)
 
 
+def _attfind(kind: str) -> ExplainerFactory:
+    """AttFind with ConceptCNN in the loop (budget mode; ``"cnn-rgb"``: toRGB styles explained too) or
+    with the Ψ classifier (exact)."""
+
+    def factory(ctx: BenchmarkContext) -> ConceptExplainer:
+        from ..explainers.attfind import AttFindExplainer
+
+        n = 32 if ctx.quick else 100
+        if kind in ("cnn", "cnn-rgb"):
+            return AttFindExplainer(ctx.inverter, ctx.concept_cnn, mode="budget", max_images=n,
+                                    include_torgb=kind == "cnn-rgb",
+                                    n_candidates=24 if ctx.quick else 48, random_state=ctx.seed,
+                                    progress=ctx.progress)
+        return AttFindExplainer(ctx.inverter, psi_classifier=ctx.psi_classifier, mode="exact",
+                                max_images=n, random_state=ctx.seed, progress=ctx.progress)
+
+    return factory
+
+
 def default_explainers(quick: bool = False) -> dict[str, ExplainerFactory]:
     """Every registered explainer, name -> factory (peer methods add their entries here).
 
@@ -250,6 +269,9 @@ def default_explainers(quick: bool = False) -> dict[str, ExplainerFactory]:
         "random-concepts": _img2tab("random"),
         "oracle-concepts": _oracle,
         "ace": _ace,
+        "attfind-cnn": _attfind("cnn"),
+        "attfind-cnn-rgb": _attfind("cnn-rgb"),
+        "attfind-psi": _attfind("psi"),
     }
     from ..explainers._correspondence_eval import correspondence_explainers  # kNN, EMD-Corr, CHM-Corr
 
