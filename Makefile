@@ -24,6 +24,7 @@ test: $(STAMP) lint
 	OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q -m "not slow" tests
 	OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q --nbmake --nbmake-timeout=600 notebooks/Img2Tab_demo.ipynb
 	OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q -m slow tests/test_official_notebook.py
+	OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q --nbmake --nbmake-timeout=900 notebooks/peers.ipynb
 	$(MAKE) benchmark-quick
 
 benchmark-quick: $(STAMP)
