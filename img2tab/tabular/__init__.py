@@ -34,6 +34,7 @@ from ._debugging import (
     suggest_exclusions,
     tune_spurious_exclusion,
 )
+from ._erasure import ErasedClassifier, LinearErasure
 from ._fairness import (
     demographic_parity_difference,
     equalized_odds_difference,
@@ -49,6 +50,7 @@ from ._importance import (
     global_importance,
     importance_vector,
     rank_descending,
+    recommended_importance_type,
     top_concepts,
 )
 from ._plots import (
@@ -59,7 +61,12 @@ from ._plots import (
     plot_importance_vs_relevance,
     plot_relevance,
 )
-from ._selection import classification_metrics, compare_classifiers, select_classifier
+from ._selection import (
+    classification_metrics,
+    compare_classifiers,
+    held_out_permutation_importance,
+    select_classifier,
+)
 from ._wasserstein import rank_by_relevance, wasserstein_relevance
 
 __all__ = [
@@ -70,7 +77,9 @@ __all__ = [
     "ConceptTable",
     "Contributions",
     "DebugReport",
+    "ErasedClassifier",
     "ExclusionSearch",
+    "LinearErasure",
     "PsiDataset",
     "Standardizer",
     "Table",
@@ -92,6 +101,7 @@ __all__ = [
     "global_importance",
     "group_accuracies",
     "group_rates",
+    "held_out_permutation_importance",
     "importance_vector",
     "load_classifier",
     "load_official_psi",
@@ -103,6 +113,7 @@ __all__ = [
     "plot_relevance",
     "rank_by_relevance",
     "rank_descending",
+    "recommended_importance_type",
     "select_classifier",
     "standardize",
     "tune_spurious_exclusion",
