@@ -225,9 +225,9 @@ def test_tune_spurious_exclusion_validates_inputs():
 # --------------------------------------------------------------------------- honest reporting
 def test_debug_report_counts_and_random_control(split, fitted):
     X, y, _, Xe, ye, ge = split
-    state = np.random.get_state()
+    state = np.random.get_state()  # noqa: NPY002 - checking that the global state is untouched
     rep = debug_classifier(fitted, X, y, Xe, ye, [SHORTCUT], protected_eval=ge, n_random=5, random_state=1)
-    assert np.random.get_state()[1].tolist() == state[1].tolist()  # no global reseeding
+    assert np.random.get_state()[1].tolist() == state[1].tolist()  # noqa: NPY002
     assert (rep.n_excluded, rep.n_features, rep.n_kept) == (1, 16, 15)
     c = rep.control
     assert c["n_draws"] == 5 and len(c["draws"]) == 5
