@@ -355,12 +355,17 @@ class Img2Tab:
         y_eval: Any = None,
         protected: Any = None,
         strategy: str = "drop",
+        max_excluded: int | None = None,
+        n_random: int = 5,
+        random_state: int | None = 0,
     ) -> DebugReport:
         """Exclude concepts, retrain on the training data and compare on an evaluation split.
 
         Returns a :class:`~img2tab.tabular.DebugReport` (accuracy, balanced accuracy, AUC,
-        demographic-parity and equalized-odds differences before / after). ``self`` is not
-        changed; use :meth:`with_excluded` to get a debugged Img2Tab.
+        demographic-parity and equalized-odds differences before / after; how many concepts were
+        excluded out of how many; a control that excludes the same number of random concepts,
+        ``n_random`` draws, mean ± sd). ``max_excluded`` is a budget. ``self`` is not changed; use
+        :meth:`with_excluded` to get a debugged Img2Tab.
         """
         self._check_fitted()
         if y_eval is None and isinstance(X_eval, PsiDataset):
@@ -370,7 +375,8 @@ class Img2Tab:
         psi_tr, y_tr = self._train
         return debug_classifier(self.classifier_, psi_tr, y_tr, self._as_psi(X_eval),
                                 np.asarray(y_eval), exclude, protected_eval=protected,
-                                strategy=strategy, layout=self.layout_)
+                                strategy=strategy, layout=self.layout_, max_excluded=max_excluded,
+                                n_random=n_random, random_state=random_state)
 
     def with_excluded(self, exclude: Sequence[int], strategy: str = "drop") -> Img2Tab:
         """A new Img2Tab whose classifier ignores ``exclude`` (refit on the training data)."""

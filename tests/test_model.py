@@ -68,7 +68,8 @@ def test_explain_renders_each_images_own_top_concepts(tiny_inverter, planted):
     a, b = int(order[0]), int(order[1])
     z = (psi - psi.mean(0)) / psi.std(0)
     y = (z[:, a] + z[:, b] > 0).astype(int)  # two planted concepts of equal weight
-    model = Img2Tab(tiny_inverter, ConceptClassifier("logreg", params={"C": 10.0}), progress=False).fit(psi, y)
+    lr = ConceptClassifier("logreg", params={"C": 10.0})
+    model = Img2Tab(tiny_inverter, lr, progress=False).fit(psi, y)
     # image 0 is extreme in concept a only, image 1 in concept b only: their top concepts differ
     rows = np.repeat(psi.mean(0, keepdims=True), 2, axis=0)
     rows[0, a] += 4 * psi[:, a].std()
@@ -104,7 +105,8 @@ def test_explain_multiclass(tiny_inverter, planted):
     order = np.argsort(-psi.std(0))
     z = (psi - psi.mean(0)) / psi.std(0)
     y = np.argmax(np.stack([z[:, order[0]], z[:, order[1]], z[:, order[2]]], 1), 1)
-    model = Img2Tab(tiny_inverter, ConceptClassifier("logreg", params={"C": 10.0}), progress=False).fit(psi, y)
+    lr = ConceptClassifier("logreg", params={"C": 10.0})
+    model = Img2Tab(tiny_inverter, lr, progress=False).fit(psi, y)
     ex = model.explain(psi[:4], top_k=3, strengths=(-1.0, 1.0))
     assert ex.proba.shape == (4, 3) and ex.edit_proba.shape == (4, 3, 2)
     np.testing.assert_array_equal(ex.class_index, np.argmax(ex.proba, 1))
