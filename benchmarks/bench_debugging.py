@@ -7,7 +7,7 @@ LEACE erasure of the nuisance (one subspace, every concept kept), each against a
 of the same size (5 draws), and the ceiling (trained on an unbiased split of equal size). With
 ``--curve`` the gain-versus-budget curve (flagged vs random order) of each run is measured too.
 
-    python benchmarks/bench_debugging.py --seeds 0 1 2 --curve --out runs/bench_debugging.json
+    python benchmarks/bench_debugging.py --seeds 0 1 2 --curve --curve-seeds 0 --out runs/bench_debugging.json
     python benchmarks/bench_debugging.py --tasks smile:background_hue:4000 --classifier xgboost
 
 The classifier is logistic regression on z-scored Ψ (``--classifier logreg``, the default: ~1 s per
@@ -120,6 +120,8 @@ def main() -> None:
     p.add_argument("--classifier", default="logreg", choices=("logreg", "xgboost"))
     p.add_argument("--n-random", type=int, default=5)
     p.add_argument("--curve", action="store_true", help="also measure the gain-versus-budget curve")
+    p.add_argument("--curve-seeds", type=int, nargs="+", default=None,
+                   help="measure the curve for these seeds only (default: every seed)")
     p.add_argument("--out", default=None,
                    help="write results + markdown as JSON here (rewritten after each run)")
     add_model_argument(p)
@@ -137,7 +139,8 @@ def main() -> None:
                                      seed=args.base_seed + 100 * ti + 10 * seed,
                                      classifier=classifier(args.classifier),
                                      class_factor=factor, spurious=nuisance, n_random=args.n_random,
-                                     curve_budgets=BUDGETS if args.curve else None)
+                                     curve_budgets=BUDGETS if args.curve and (
+                                         args.curve_seeds is None or seed in args.curve_seeds) else None)
             res = debug_summary(dbg, inv.layout)
             res["seed"] = seed
             res["seconds"] = round(time.perf_counter() - t, 1)
