@@ -36,3 +36,16 @@ def test_readme_example_runs(index, tmp_path, monkeypatch):
         assert namespace["train"].to_tensor().shape[-1] == namespace["inv"].generator.size == 64
         assert namespace["ex"].rendered.shape == (2, 5)
         assert namespace["report"].n_features == 2176 and namespace["report"].control is not None
+
+
+def test_readme_demo_numbers_come_from_the_demo_metrics():
+    """README's sentences about the demo are generated from the committed metrics.json of that run."""
+    import json
+
+    from img2tab.world.demo import readme_snippet
+
+    metrics = json.loads((README.parent / "docs" / "demo_metrics.json").read_text(encoding="utf-8"))
+    snippet = readme_snippet(metrics).strip()
+    assert snippet in README.read_text(encoding="utf-8"), (
+        "README.md's demo paragraph differs from readme_snippet(docs/demo_metrics.json); paste "
+        "demo_report/readme_snippet.md from the run that produced docs/demo_*.png")
