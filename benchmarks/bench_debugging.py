@@ -9,6 +9,7 @@ of the same size (5 draws), and the ceiling (trained on an unbiased split of equ
 
     python benchmarks/bench_debugging.py --seeds 0 1 2 --curve --curve-seeds 0 --out runs/bench_debugging.json
     python benchmarks/bench_debugging.py --tasks smile:background_hue:4000 --classifier xgboost
+    python benchmarks/bench_debugging.py --merge runs/a.json runs/b.json   # tables of several runs
 
 The classifier is logistic regression on z-scored Ψ (``--classifier logreg``, the default: ~1 s per
 fit) or XGBoost (``--classifier xgboost``: 100 trees of depth 6, minutes per fit on a loaded
@@ -93,11 +94,11 @@ def curve_table(results: list[dict]) -> list[str]:
             by_task.setdefault(key, []).append(r)
     for task, rs in by_task.items():
         lines += ["", f"Gain versus budget, {task}: decorrelated-test accuracy minus 'before', mean over "
-                  f"{len(rs)} seed(s); random: mean over seeds of the mean of 5 draws (± sd over seeds)", "",
+                  f"{len(rs)} seed(s); random order: mean of the draws ± their sd (averaged over seeds)", "",
                   "| excluded | flagged order | random order |", "|---:|---:|---:|"]
         budgets = sorted({row["n_excluded"] for r in rs for row in r["curve"] if row["n_excluded"] > 0})
         for b in budgets:
-            fl, ra = [], []
+            fl, ra, sd = [], [], []
             for r in rs:
                 row = next((x for x in r["curve"] if x["n_excluded"] == b), None)
                 if row is None:
@@ -105,9 +106,10 @@ def curve_table(results: list[dict]) -> list[str]:
                 base = r["curve"][0]["flagged"]["accuracy"]
                 fl.append(100 * (row["flagged"]["accuracy"] - base))
                 ra.append(100 * (row["random_mean"]["accuracy"] - base))
+                sd.append(100 * row["random_sd"]["accuracy"])
             if fl:
-                lines.append(f"| {b} | {np.mean(fl):+.1f} points | {np.mean(ra):+.1f} ± "
-                             f"{np.std(ra, ddof=1) if len(ra) > 1 else 0.0:.1f} points |")
+                lines.append(f"| {b} | {np.mean(fl):+.1f} points | {np.mean(ra):+.1f} ± {np.mean(sd):.1f} "
+                             "points |")
     return lines
 
 
@@ -124,9 +126,18 @@ def main() -> None:
                    help="measure the curve for these seeds only (default: every seed)")
     p.add_argument("--out", default=None,
                    help="write results + markdown as JSON here (rewritten after each run)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="print the tables of earlier --out files together (no new runs)")
     add_model_argument(p)
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.merge:
+        runs = [json.loads(Path(f).read_text()) for f in args.merge]
+        for f, r in zip(args.merge, runs):
+            print(f"{f}: {r['command']} (model {r['model']} sha256 {r['sha256']}, {r['classifier']})")
+        results = [x for r in runs for x in r["results"]]
+        print("\n".join(seed_table(results) + curve_table(results)))
+        return
     inv, record = load_model(args.model)
     meta = {**record, "command": "python " + " ".join(sys.argv), "classifier": args.classifier}
     print(f"model {record['model']} sha256 {record['sha256']}; classifier {args.classifier}", flush=True)
