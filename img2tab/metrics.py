@@ -17,12 +17,13 @@ __all__ = ["ms_ssim", "psnr", "ssim"]
 _MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, eps: float = 1e-12) -> torch.Tensor:
+def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, eps: float = 0.0) -> torch.Tensor:
     """Peak signal-to-noise ratio per image, in dB.
 
     Args:
         x, y: ``[B, C, H, W]`` images of the same shape (``data_range`` = 2 for [-1, 1]).
-        eps: floor of the mean squared error (identical images give ``10 log10(range^2 / eps)``).
+        eps: floor of the mean squared error (0: identical images give an infinite PSNR; a positive
+            floor caps it at ``10 log10(range^2 / eps)``).
 
     Returns:
         ``[B]`` PSNR values, ``10 log10(data_range^2 / MSE)``.

@@ -49,13 +49,20 @@ class Explanation:
 
     Attributes:
         proba: ``[B, n_classes]`` predicted probabilities.
-        contributions: per-concept contributions (XGBoost ``pred_contribs``; rows + bias sum to
-            the margin) or None for models without them.
-        concepts: per image, a table of its top concepts (feature, layer, channel, resolution,
-            contribution, W1).
-        edits: rendered edits of those concepts (``edits.images[b, c, s]``) or None.
-        edit_proba: ``[B, n_concepts, n_strengths]`` probability of class 1 after each edit
-            (binary tasks) or None.
+        contributions: per-concept contributions (XGBoost ``pred_contribs``, exact linear terms
+            for logistic regression; rows + bias sum to the margin) or None for models without
+            them.
+        concepts: per image, a table of *its own* top concepts (feature, layer, channel,
+            resolution, contribution towards the explained class, W1).
+        edits: rendered edits or None. ``edits.images[b, c, s]`` is image ``b`` with concept
+            ``rendered[b, c]`` moved by ``edits.strengths[s]``; ``edits.edited_psi[b, c, s]`` its
+            Ψ. (``edits.concepts`` lists every concept rendered for some image.)
+        edit_proba: ``[B, k, n_strengths]`` probability of the explained class
+            (``classes[class_index[b]]``) after each edit, or None.
+        rendered: ``[B, k]`` int64 flat Ψ index of the concept in ``edits.images[b, c]`` (the
+            ``feature`` column of ``concepts[b]``).
+        class_index: ``[B]`` index into the classifier's ``classes_`` of the class explained for
+            each image (by default its predicted class).
     """
 
     proba: np.ndarray
@@ -63,6 +70,8 @@ class Explanation:
     concepts: list[ConceptTable]
     edits: EditResult | None
     edit_proba: np.ndarray | None
+    rendered: np.ndarray | None = None
+    class_index: np.ndarray | None = None
 
 
 class Img2Tab:
@@ -264,15 +273,28 @@ class Img2Tab:
         top_k: int = 5,
         strengths: Sequence[float] = (-2.0, 2.0),
         render: bool = True,
+        class_index: int | Sequence[int] | None = None,
     ) -> Explanation:
-        """Top concepts of each image with their contributions, and rendered edits of them.
+        """Each image's own top concepts with their contributions, and rendered edits of them.
 
         ``images`` may be images, W+ ``[B, n_latent, style_dim]`` or Ψ ``[B, D]``.
 
-        Each image's concepts are ranked by |contribution| (XGBoost SHAP values) when available,
-        else by global importance. With ``render=True`` the top concepts of the *first* image's
-        ranking are edited on all images (one batch) and re-classified.
+        Each image's concepts are ranked by |contribution| towards the explained class (XGBoost
+        SHAP values, exact linear terms for logistic regression) when available, else by global
+        importance (then every image gets the same concepts). With ``render=True`` every image's
+        own top-k concepts are edited on that image, all in one batched render, and re-classified;
+        ``Explanation.rendered[b]`` says which concepts image ``b``'s edits show.
+
+        Args:
+            images: images, W+ or Ψ.
+            top_k: concepts per image.
+            strengths: edit strengths in training standard deviations of Ψ.
+            render: render the edits (needs the inverter).
+            class_index: the class to explain (index into ``classes_``), one for all images or
+                one per image; None: each image's predicted class.
         """
+        from .edits import edit_psi, render_psi
+
         self._check_fitted()
         is_psi = isinstance(images, np.ndarray | torch.Tensor) and np.ndim(images) == 2
         is_w = (isinstance(images, torch.Tensor) and images.ndim == 3 and self.inverter is not None
@@ -280,13 +302,20 @@ class Img2Tab:
                                          self.inverter.generator.style_dim))
         if is_psi:
             psi = np.asarray(images, dtype=np.float32)
-            w = None
         else:
             w = images.detach().cpu() if is_w else self.encode_w(images)
             gen = self._require_inverter().generator
             with torch.no_grad():
                 psi = gen.psi(w.to(next(gen.parameters()).device)).cpu().numpy()
         proba = self.classifier_.predict_proba(psi)
+        n, n_classes = proba.shape
+        if class_index is None:
+            cls_idx = np.argmax(proba, axis=1).astype(np.int64)
+        else:
+            cls_idx = np.broadcast_to(np.asarray(class_index, dtype=np.int64).reshape(-1), (n,)).copy()
+            if cls_idx.size != n or (cls_idx < 0).any() or (cls_idx >= n_classes).any():
+                raise Img2TabInputError(
+                    f"class_index must be one index or {n} indices in [0, {n_classes}), got {class_index!r}")
         try:
             con: Contributions | None = concept_contributions(self.classifier_, psi,
                                                               layout=self.layout_)
@@ -295,23 +324,37 @@ class Img2Tab:
             con = None
         tables = []
         if con is not None:
-            for i in range(len(psi)):
-                t = con.top(i, k=top_k)
+            for i in range(n):
+                if con.values.ndim == 3:  # multi-class: the explained class's own contributions
+                    t = con.top(i, k=top_k, class_index=int(cls_idx[i]))
+                else:  # binary: contributions are towards classes[1]; flip them for classes[0]
+                    t = con.top(i, k=top_k)
+                    if cls_idx[i] == 0:
+                        t = t.with_columns(contribution=-np.asarray(t["contribution"]))
                 if self.w1_ is not None:
                     t = t.with_columns(w1=self.w1_[np.asarray(t["feature"])])
                 tables.append(t)
         else:
             glob = self.concepts(top_k)
-            tables = [glob] * len(psi)
+            tables = [glob] * n
+        rendered = (np.stack([np.asarray(t["feature"], dtype=np.int64) for t in tables])
+                    if tables else np.zeros((0, 0), dtype=np.int64))
         edits = edit_proba = None
-        if render and self.inverter is not None and tables:
-            feats = [int(f) for f in tables[0]["feature"]]
-            src = w if w is not None else torch.as_tensor(psi)
-            edits = self.edit(src, feats, strengths)
-            flat = edits.edited_psi.reshape(-1, psi.shape[1]).numpy()
-            p = self.classifier_.predict_proba(flat)[:, -1]
-            edit_proba = p.reshape(edits.edited_psi.shape[:3])
-        return Explanation(proba, con, tables, edits, edit_proba)
+        if render and self.inverter is not None and n:
+            gen = self._require_inverter().generator
+            src = torch.as_tensor(psi, dtype=torch.float32)
+            edited = torch.cat([edit_psi(src[i:i + 1], rendered[i].tolist(), strengths, self.psi_std_)
+                                for i in range(n)])  # [B, k, n_strengths, D], each row its own concepts
+            k, ns, d = edited.shape[1:]
+            imgs = render_psi(gen, torch.cat([src, edited.reshape(-1, d)]), batch_size=self.batch_size,
+                              progress=self.progress)
+            edits = EditResult(source=imgs[:n], images=imgs[n:].reshape(n, k, ns, *imgs.shape[1:]),
+                               psi=src, edited_psi=edited,
+                               concepts=tuple(int(c) for c in np.unique(rendered)),
+                               strengths=tuple(float(x) for x in strengths))
+            p = self.classifier_.predict_proba(edited.reshape(-1, d).numpy()).reshape(n, k, ns, n_classes)
+            edit_proba = np.take_along_axis(p, cls_idx[:, None, None, None], axis=3)[..., 0]
+        return Explanation(proba, con, tables, edits, edit_proba, rendered, cls_idx)
 
     # ------------------------------------------------------------------ debugging
     def debug(
@@ -321,12 +364,17 @@ class Img2Tab:
         y_eval: Any = None,
         protected: Any = None,
         strategy: str = "drop",
+        max_excluded: int | None = None,
+        n_random: int = 5,
+        random_state: int | None = 0,
     ) -> DebugReport:
         """Exclude concepts, retrain on the training data and compare on an evaluation split.
 
         Returns a :class:`~img2tab.tabular.DebugReport` (accuracy, balanced accuracy, AUC,
-        demographic-parity and equalized-odds differences before / after). ``self`` is not
-        changed; use :meth:`with_excluded` to get a debugged Img2Tab.
+        demographic-parity and equalized-odds differences before / after; how many concepts were
+        excluded out of how many; a control that excludes the same number of random concepts,
+        ``n_random`` draws, mean ± sd). ``max_excluded`` is a budget. ``self`` is not changed; use
+        :meth:`with_excluded` to get a debugged Img2Tab.
         """
         self._check_fitted()
         if y_eval is None and isinstance(X_eval, PsiDataset):
@@ -336,7 +384,8 @@ class Img2Tab:
         psi_tr, y_tr = self._training_data()
         return debug_classifier(self.classifier_, psi_tr, y_tr, self._as_psi(X_eval),
                                 np.asarray(y_eval), exclude, protected_eval=protected,
-                                strategy=strategy, layout=self.layout_)
+                                strategy=strategy, layout=self.layout_, max_excluded=max_excluded,
+                                n_random=n_random, random_state=random_state)
 
     def with_excluded(self, exclude: Sequence[int], strategy: str = "drop") -> Img2Tab:
         """A new Img2Tab whose classifier ignores ``exclude`` (refit on the training data)."""

@@ -220,3 +220,94 @@ def test_tune_spurious_exclusion_validates_inputs():
         tune_spurious_exclusion(clf, X, y, s, X, y, s, ratios=())
     with pytest.raises(Img2TabInputError, match="needs a ConceptClassifier"):
         tune_spurious_exclusion(object(), X, y, s, X, y, s)
+
+
+# --------------------------------------------------------------------------- honest reporting
+def test_debug_report_counts_and_random_control(split, fitted):
+    X, y, _, Xe, ye, ge = split
+    state = np.random.get_state()  # noqa: NPY002 - checking that the global state is untouched
+    rep = debug_classifier(fitted, X, y, Xe, ye, [SHORTCUT], protected_eval=ge, n_random=5, random_state=1)
+    assert np.random.get_state()[1].tolist() == state[1].tolist()  # noqa: NPY002
+    assert (rep.n_excluded, rep.n_features, rep.n_kept) == (1, 16, 15)
+    c = rep.control
+    assert c["n_draws"] == 5 and len(c["draws"]) == 5
+    # the control's draws are the seeded random sets, each retrained and evaluated
+    from img2tab.tabular import random_exclusions
+
+    sets = random_exclusions(1, 16, 5, 1)
+    for s_, d in zip(sets, c["draws"]):
+        m = ConceptClassifier(params=FAST, random_state=0, masked_features=s_.tolist()).fit(X, y)
+        assert d["accuracy"] == evaluate(m, Xe, ye, ge)["accuracy"]
+    accs = [d["accuracy"] for d in c["draws"]]
+    assert c["mean"]["accuracy"] == pytest.approx(np.mean(accs))
+    assert c["sd"]["accuracy"] == pytest.approx(np.std(accs, ddof=1))
+    md = rep.to_markdown()
+    assert "Excluded 1 of 16 concepts (15 kept)" in md and "5 random exclusions of 1" in md
+    js = rep.to_dict()
+    assert js["n_excluded"] == 1 and js["n_kept"] == 15 and js["control"]["n_draws"] == 5
+    json.dumps(js)
+    with pytest.raises(Img2TabInputError, match="more than max_excluded=1"):
+        debug_classifier(fitted, X, y, Xe, ye, [SHORTCUT, 4], max_excluded=1)
+    none = debug_classifier(fitted, X, y, Xe, ye, [SHORTCUT], n_random=0)
+    assert none.control is None and "random" not in none.to_markdown()
+
+
+def test_random_exclusions_are_seeded_and_avoid_masked():
+    from img2tab.tabular import random_exclusions
+
+    a = random_exclusions(3, 10, 6, 7, already=[0, 1])
+    b = random_exclusions(3, 10, 6, 7, already=[0, 1])
+    assert len(a) == 6
+    for x, x2 in zip(a, b):
+        np.testing.assert_array_equal(x, x2)
+        assert x.size == 3 and np.unique(x).size == 3 and not {0, 1} & set(x.tolist())
+    with pytest.raises(Img2TabInputError, match="cannot draw 9"):
+        random_exclusions(9, 10, 1, 0, already=[0, 1])
+
+
+def test_budget_order_and_curve():
+    from img2tab.tabular import exclusion_curve, group_accuracies, spurious_order, tune_spurious_exclusion
+
+    X, y, s = leaky(3000, 0, 0.9)
+    Xv, yv, sv = leaky(2000, 1, 0.9)
+    clf = ConceptClassifier(params=FAST, random_state=0)
+    res = tune_spurious_exclusion(clf, X, y, s, Xv, yv, sv, ratios=(4.0, 1.0, 0.3), max_excluded=1,
+                                  n_random=5, budgets=(1, 2, 50))
+    # feature 1 carries only the nuisance: first in the flagged order, the only one a budget of 1 allows
+    assert res.order[0] == 1 and res.excluded == [1]
+    assert res.n_excluded == 1 and res.n_features == 8 and res.max_excluded == 1
+    assert res.control["n_draws"] == 5
+    assert "excluded 1 of 8 concepts (budget 1)" in res.summary()
+    budgets = [r["n_excluded"] for r in res.curve]
+    assert budgets == [0, 1, 2]  # 50 > the number of flagged concepts: skipped
+    groups = np.char.add(yv.astype(str), np.char.add("|", sv.astype(str)))
+    m2 = ConceptClassifier(params=FAST, random_state=0, masked_features=res.order[:2].tolist()).fit(X, y)
+    assert res.curve[2]["flagged"] == group_accuracies(m2, Xv, yv, groups)
+    assert res.curve[0]["flagged"] == group_accuracies(res.baseline, Xv, yv, groups)
+    # excluding the two nuisance concepts beats excluding two random ones
+    assert res.curve[2]["flagged"]["group_balanced"] > res.curve[2]["random_mean"]["group_balanced"]
+    direct = exclusion_curve(clf, X, y, spurious_order([0, 3, 1], [1, 0, 0], 1.0), Xv, yv, groups, (1,),
+                             n_random=5)
+    assert direct[1]["n_excluded"] == 1
+    np.testing.assert_array_equal(spurious_order([0.5, 3.0, 1.0], [1.0, 0.0, 0.1], 1.0), [1, 2])
+
+
+def test_erase_spurious_removes_the_shortcut_with_a_control():
+    from img2tab.tabular import ErasureSearch, erase_spurious
+
+    X, y, s = leaky(3000, 0, 0.9)
+    Xv, yv, sv = leaky(2000, 1, 0.9)
+    Xd, yd, sd = leaky(4000, 2, 0.5)
+    clf = ConceptClassifier(params=FAST, random_state=0)
+    res = erase_spurious(clf, X, y, s, Xv, yv, sv, n_random=5)
+    assert isinstance(res, ErasureSearch) and res.rank == 1 and res.n_features == 8
+    # within classes, the erased Ψ has no linear trace of the nuisance
+    xe = res.classifier.eraser.transform(X.astype(np.float64))
+    pooled = sum((xe[y == c] - xe[y == c].mean(0)).T @ (s[y == c] - s[y == c].mean()) for c in (0, 1))
+    assert np.abs(pooled).max() < 1e-6
+    acc = {name: float((c.predict(Xd) == yd).mean()) for name, c in
+           (("before", res.baseline), ("after", res.classifier))}
+    assert acc["after"] > acc["before"] + 0.01, acc
+    assert res.control["n_draws"] == 5 and len(res.random_classifiers) == 5
+    assert res.scores["after"]["group_balanced"] > res.control["mean"]["group_balanced"]
+    assert "rank-1 subspace, all 8 concepts kept" in res.summary()

@@ -12,7 +12,8 @@ from img2tab.world.demo import DemoConfig, run_demo
 
 def test_demo_writes_report(tmp_path, tiny_inverter):
     cfg = DemoConfig(n_train=120, n_test=60, n_spurious_train=120, n_spurious_test=60,
-                     xgb_trees=10, n_explain=1, n_gallery=2, top_k=3)
+                     xgb_trees=10, n_explain=2, n_gallery=2, top_k=3, n_candidates=10, n_random=2,
+                     curve_budgets=(2,))
     m = run_demo(tmp_path, tiny_inverter, cfg, progress=False)
     report = (tmp_path / "report.md").read_text()
     for section in ("Choosing the classifier", "Measuring concept importance",
@@ -23,8 +24,21 @@ def test_demo_writes_report(tmp_path, tiny_inverter):
         assert f"({name})" in report
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["selected_classifier"] in {"xgboost", "logreg", "random_forest", "mlp"}
-    assert {"before", "after"} <= set(saved["debugging"])
+    assert {"before", "after", "budget", "erase", "controls", "curve"} <= set(saved["debugging"])
     assert len(saved["top_w1"]) == 3
+    # per-image explanations: each image's rendered concepts are its own top concepts
+    for row in saved["explanations"]:
+        assert row["rendered"] == [c["feature"] for c in row["concepts"]]
+    # the choice says why, and the debugging section states counts and controls
+    assert saved["selection_reason"].startswith(saved["selected_classifier"])
+    assert "Why:" in report and "random control" in report and "Gain versus budget" in report
+    d = saved["debugging"]
+    assert d["n_kept"] == d["n_features"] - d["n_excluded"]
+    assert f"Excluded {saved['fairness']['n_excluded']} of {saved['fairness']['n_features']}" in report
+    # the README snippet is generated from metrics.json
+    from img2tab.world.demo import readme_snippet
+
+    assert (tmp_path / "readme_snippet.md").read_text() == readme_snippet(saved)
 
 
 @pytest.mark.parametrize("cmd", ["demo", "evaluate", "encode"])

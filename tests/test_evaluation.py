@@ -1,11 +1,13 @@
-"""The evaluation pipeline and image figures on a tiny random inverter (numbers are meaningless
-here; the test checks that every measurement runs and is reported)."""
+"""The evaluation pipeline: known answers for its measurements (identity and offset
+reconstructions, a planted channel in concept validity, planted factors in the probes), and the
+whole pipeline and its figures on a tiny random inverter."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from img2tab.gallery import plot_edit_grid, plot_effect_matrix, plot_w1_gallery
@@ -20,11 +22,27 @@ from img2tab.world.evaluation import (
 )
 
 
-def test_reconstruction_of_perfect_copies_is_infinite_psnr_free(tiny_inverter):
+class _Copy:
+    """An inverter stub whose reconstruction is its input plus a constant offset."""
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self.offset = offset
+
+    def reconstruct(self, x):
+        return x + self.offset
+
+
+def test_reconstruction_quality_known_answers():
     x = ConceptWorld(size=32).sample(4, seed=0).to_tensor()
-    stats, rec = reconstruction_quality(tiny_inverter, x)
+    stats, rec = reconstruction_quality(_Copy(), x)
     assert rec.shape == x.shape and stats["n"] == 4
-    assert 0 < stats["psnr_mean"] < 40 and -1 <= stats["ssim_mean"] <= 1
+    assert stats["psnr_mean"] == float("inf") and stats["psnr_min"] == float("inf")
+    assert stats["ssim_mean"] == pytest.approx(1.0, abs=1e-6)
+    # an offset of 0.2 in [-1, 1] is 0.1 in [0, 1]: MSE 0.01, PSNR exactly 20 dB (no clipping here)
+    mid = x.clamp(-0.5, 0.5)
+    stats, _ = reconstruction_quality(_Copy(0.2), mid)
+    assert stats["psnr_mean"] == pytest.approx(20.0, abs=1e-4)
+    assert stats["psnr_min"] == pytest.approx(20.0, abs=1e-4)
 
 
 def test_factor_probes_recover_planted_factors():
@@ -43,14 +61,60 @@ def test_factor_probes_recover_planted_factors():
     assert all(r["passed"] for r in rows), rows
 
 
-def test_oracle_and_concept_validity(tiny_inverter):
+class _PixelGenerator(torch.nn.Module):
+    """Renders Ψ [B, 4] as flat 8 px images: concept 0 sets the red channel, 1 green, 2 blue."""
+
+    size = 8
+    n_latent, style_dim = 1, 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        from img2tab.networks.layout import StyleSpaceLayout
+
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.layout = StyleSpaceLayout.flat(4)
+
+    def synthesize(self, psi):
+        return psi[:, :3, None, None].expand(-1, 3, 8, 8).clone()
+
+
+class _PixelOracle:
+    """Reads smile from the mean red value and eye size from the mean green value; the rest is fixed."""
+
+    def read(self, images):
+        n = images.shape[0]
+        out = {}
+        for f in FACTORS:
+            if f.is_categorical and f.n_categories > 2:
+                out[f.name] = np.full((n, f.n_categories), 1.0 / f.n_categories)
+            else:
+                out[f.name] = np.zeros(n)
+        out["smile"] = images[:, 0].mean((1, 2)).numpy().astype(np.float64)
+        out["eye_size"] = images[:, 1].mean((1, 2)).numpy().astype(np.float64)
+        return out
+
+
+def test_concept_validity_finds_the_planted_channel():
+    class Inv:
+        generator = _PixelGenerator()
+
+    psi = torch.zeros(3, 4)
+    scale = np.array([0.5, 0.25, 1.0, 1.0], np.float32)
+    val = concept_validity(Inv(), psi, [0, 1], scale, _PixelOracle(), class_factor="smile", strength=2.0)
+    names = [f.name for f in FACTORS]
+    expected = np.zeros((2, len(FACTORS)))
+    expected[0, names.index("smile")] = 2 * 2.0 * 0.5       # concept 0 moves smile by ±2 * 0.5
+    expected[1, names.index("eye_size")] = 2 * 2.0 * 0.25  # concept 1 moves eye size by ±2 * 0.25
+    np.testing.assert_allclose(val["effect"], expected, atol=1e-6)
+    np.testing.assert_allclose(val["signed_class_shift"], [2.0, 0.0], atol=1e-6)
+    assert val["moves_class_most"].tolist() == [True, False] and val["n_valid"] == 1
+
+
+def test_oracle_trains_and_reads_every_factor(tiny_inverter):
     oracle, q = train_factor_oracle(32, n=200, epochs=1, n_test=50)
     assert set(q) == {f.name for f in FACTORS}
-    w = torch.randn(3, tiny_inverter.generator.n_latent, 32)
-    scale = np.ones(tiny_inverter.layout.total, np.float32)
-    val = concept_validity(tiny_inverter, w, [0, 5], scale, oracle, strength=3.0)
-    assert val["effect"].shape == (2, len(FACTORS))
-    assert (val["effect"] >= 0).all() and val["n_valid"] in (0, 1, 2)
+    read = oracle.read(torch.zeros(2, 3, 32, 32))
+    assert set(read) == {f.name for f in FACTORS}
 
 
 def test_run_evaluation_writes_everything(tmp_path, tiny_inverter):

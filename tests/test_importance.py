@@ -99,6 +99,43 @@ def test_importance_uses_prediction_trees_unless_all_trees(early_stopped):
     assert used.sum() == sum(expected.values())
 
 
+def test_all_trees_gives_xgboost_feature_importances_of_a_loaded_early_stopped_model(tmp_path):
+    import xgboost
+
+    from img2tab.tabular import load_classifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 12))
+    y = (X[:, 0] + 0.6 * X[:, 1] + rng.normal(size=400) > 0).astype(int)
+    est = xgboost.XGBClassifier(n_estimators=200, max_depth=3, learning_rate=0.3, early_stopping_rounds=5,
+                                n_jobs=1)
+    est.fit(X[:300], y[:300], eval_set=[(X[300:], y[300:])], verbose=False)
+    assert est.best_iteration < est.get_booster().num_boosted_rounds() - 1  # trees after the best one
+    est.save_model(tmp_path / "official.json")
+    clf = load_classifier(tmp_path / "official.json")
+    every = global_importance(clf, all_trees=True)
+    used = global_importance(clf)
+    official = xgboost.XGBClassifier()
+    official.load_model(tmp_path / "official.json")
+    expected = official.feature_importances_  # xgboost's own numbers: every tree
+    got = np.zeros(12)
+    got[every.features] = every["importance"]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    got_used = np.zeros(12)
+    got_used[used.features] = used["importance"]
+    assert np.abs(got_used - expected).max() > 1e-3  # the prediction trees alone differ
+
+
+def test_recommended_importance_type(early_stopped):
+    from img2tab.tabular import recommended_importance_type
+
+    assert recommended_importance_type(early_stopped) == "total_gain"
+    assert recommended_importance_type(ConceptClassifier(preset="paper")) == "gain"
+    assert recommended_importance_type(ConceptClassifier("logreg")) is None
+    np.testing.assert_array_equal(importance_vector(early_stopped, "recommended"),
+                                  importance_vector(early_stopped, "total_gain"))
+
+
 def test_non_tree_and_permutation_importance(data):
     X, y = data
     lr = ConceptClassifier("logreg").fit(X, y)

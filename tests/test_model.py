@@ -62,6 +62,60 @@ def test_explain_and_edit(tiny_inverter, planted):
     assert (p[:, 1] > p[:, 0]).all()
 
 
+def test_explain_renders_each_images_own_top_concepts(tiny_inverter, planted):
+    images, psi, _, _ = planted
+    order = np.argsort(-psi.std(0))
+    a, b = int(order[0]), int(order[1])
+    z = (psi - psi.mean(0)) / psi.std(0)
+    y = (z[:, a] + z[:, b] > 0).astype(int)  # two planted concepts of equal weight
+    lr = ConceptClassifier("logreg", params={"C": 10.0})
+    model = Img2Tab(tiny_inverter, lr, progress=False).fit(psi, y)
+    # image 0 is extreme in concept a only, image 1 in concept b only: their top concepts differ
+    rows = np.repeat(psi.mean(0, keepdims=True), 2, axis=0)
+    rows[0, a] += 4 * psi[:, a].std()
+    rows[1, b] -= 4 * psi[:, b].std()
+    ex = model.explain(rows, top_k=2, strengths=(-2.0, 2.0))
+    assert ex.rendered.shape == (2, 2)
+    assert ex.rendered[0, 0] == a and ex.rendered[1, 0] == b
+    np.testing.assert_array_equal(ex.rendered[0], ex.concepts[0]["feature"])
+    np.testing.assert_array_equal(ex.rendered[1], ex.concepts[1]["feature"])
+    # the explained class is the predicted one: 1 for image 0, 0 for image 1; contributions point to it
+    assert ex.class_index.tolist() == [1, 0]
+    assert ex.concepts[0]["contribution"][0] > 0 and ex.concepts[1]["contribution"][0] > 0
+    # each image's edits move exactly its own concepts
+    for i in range(2):
+        for c in range(2):
+            diff = (ex.edits.edited_psi[i, c] - torch.as_tensor(rows[i])).abs().sum(0)
+            assert set(np.flatnonzero(diff.numpy() > 0).tolist()) == {int(ex.rendered[i, c])}
+    # ... and are the same images as an edit of that image and concept alone
+    solo = model.edit(rows[1:2], [b], (-2.0, 2.0))
+    torch.testing.assert_close(ex.edits.images[1, 0], solo.images[0, 0])
+    p_solo = model.predict_proba(solo.edited_psi.reshape(-1, psi.shape[1]).numpy())[:, 0]
+    np.testing.assert_allclose(ex.edit_proba[1, 0], p_solo, rtol=1e-6)
+    # asking for class 1 everywhere flips image 1's contributions
+    ex1 = model.explain(rows, top_k=2, render=False, class_index=1)
+    assert ex1.class_index.tolist() == [1, 1] and ex1.edits is None
+    assert ex1.concepts[1]["contribution"][0] == -ex.concepts[1]["contribution"][0]
+    with pytest.raises(Img2TabInputError, match="class_index"):
+        model.explain(rows, render=False, class_index=5)
+
+
+def test_explain_multiclass(tiny_inverter, planted):
+    _, psi, _, _ = planted
+    order = np.argsort(-psi.std(0))
+    z = (psi - psi.mean(0)) / psi.std(0)
+    y = np.argmax(np.stack([z[:, order[0]], z[:, order[1]], z[:, order[2]]], 1), 1)
+    lr = ConceptClassifier("logreg", params={"C": 10.0})
+    model = Img2Tab(tiny_inverter, lr, progress=False).fit(psi, y)
+    ex = model.explain(psi[:4], top_k=3, strengths=(-1.0, 1.0))
+    assert ex.proba.shape == (4, 3) and ex.edit_proba.shape == (4, 3, 2)
+    np.testing.assert_array_equal(ex.class_index, np.argmax(ex.proba, 1))
+    for i in range(4):
+        vals = ex.contributions.values[i, ex.class_index[i]]
+        top = np.argsort(-np.abs(vals), kind="stable")[:3]
+        np.testing.assert_array_equal(ex.rendered[i], top)
+
+
 def test_debug_and_with_excluded(tiny_inverter, planted):
     _, psi, y, k = planted
     model = Img2Tab(tiny_inverter, _clf(), progress=False).fit(psi[:80], y[:80])

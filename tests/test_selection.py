@@ -8,7 +8,12 @@ import pytest
 from img2tab.errors import Img2TabInputError
 from img2tab.tabular._classifier import ConceptClassifier
 from img2tab.tabular._importance import Table
-from img2tab.tabular._selection import classification_metrics, compare_classifiers, select_classifier
+from img2tab.tabular._selection import (
+    classification_metrics,
+    compare_classifiers,
+    held_out_permutation_importance,
+    select_classifier,
+)
 from img2tab.tabular._wasserstein import wasserstein_relevance
 
 SIGNAL = (7, 11)
@@ -57,7 +62,7 @@ def test_compare_classifiers_table(setup):
     assert select_classifier(clfs, Xt, yt, w1, k=2) == select_classifier(table)
 
 
-def test_select_classifier_tie_breaks_by_accuracy():
+def test_select_classifier_accuracy_first_then_relevance():
     t = Table(
         {
             "classifier": ["a", "b", "c"],
@@ -65,9 +70,55 @@ def test_select_classifier_tie_breaks_by_accuracy():
             "accuracy": [0.99, 0.80, 0.85],
         }
     )
-    assert select_classifier(t) == "c"
+    # default: only classifiers within 1 point of the best accuracy are eligible
+    assert select_classifier(t) == "a"
+    name, reason = select_classifier(t, return_reason=True)
+    assert name == "a" and "not eligible: b, c" in reason and "1 point" in reason
+    # a 15-point allowance: b and c are eligible, tie on W1 -> the more accurate c
+    assert select_classifier(t, max_accuracy_drop=0.15) == "c"
+    # the paper's rule: highest W1, accuracy only breaking ties
+    assert select_classifier(t, max_accuracy_drop=None) == "c"
+    assert select_classifier(t, preset="paper") == "c"
     t2 = Table({"classifier": ["a", "b"], "w1_mean": [0.9, 0.9], "accuracy": [0.8, 0.8]})
     assert select_classifier(t2) == "a"
+    with pytest.raises(Img2TabInputError, match="max_accuracy_drop"):
+        select_classifier(t, max_accuracy_drop=-1)
+    with pytest.raises(Img2TabInputError, match="unknown preset"):
+        select_classifier(t, preset="nope")
+
+
+def test_permutation_importance_restricted_to_candidates_is_exact(setup):
+    clfs, Xt, yt, _ = setup
+    full = held_out_permutation_importance(clfs["logreg"], Xt, yt, n_repeats=2, random_state=3)
+    cand = [1, 7, 11, 20]
+    part = held_out_permutation_importance(clfs["logreg"], Xt, yt, candidates=cand, n_repeats=2,
+                                           random_state=3)
+    # sklearn draws each column's shuffles from the same seed: the candidates get identical values
+    np.testing.assert_array_equal(part[cand], full[cand])
+    assert np.count_nonzero(np.delete(part, cand)) == 0
+    assert int(np.argmax(full)) == SIGNAL[0]  # the strongest planted concept matters most
+    # the same numbers as sklearn's own call on the full matrix
+    from sklearn.inspection import permutation_importance
+
+    ref = permutation_importance(clfs["logreg"], Xt, yt, scoring="neg_log_loss", n_repeats=2,
+                                 random_state=3)
+    np.testing.assert_allclose(full, ref.importances_mean, rtol=1e-12, atol=1e-12)
+
+
+def test_compare_classifiers_importance_methods(setup):
+    clfs, Xt, yt, w1 = setup
+    perm = compare_classifiers(clfs, Xt, yt, w1, k=2, n_candidates=None)
+    assert set(perm["importance"].tolist()) == {"permutation"}
+    row = {r["classifier"]: r for r in perm}
+    # both models that may use the planted concepts rank exactly them first by permutation
+    assert row["logreg"]["overlap_at_k"] == 1.0 and row["xgboost"]["overlap_at_k"] == 1.0
+    assert row["xgboost-masked"]["overlap_at_k"] == 0.0
+    paper = compare_classifiers(clfs, Xt, yt, w1, k=2, preset="paper")
+    assert set(paper["importance"].tolist()) == {"feature_importances_"}
+    rec = compare_classifiers(clfs, Xt, yt, w1, k=2, importance="recommended")
+    assert set(rec["importance"].tolist()) == {"recommended"}
+    with pytest.raises(Img2TabInputError, match="unknown importance"):
+        compare_classifiers(clfs, Xt, yt, w1, importance="bogus")
 
 
 def test_classification_metrics(setup):
@@ -87,5 +138,7 @@ def test_bad_input(setup):
         compare_classifiers({}, Xt, yt, w1)
     with pytest.raises(Img2TabInputError, match="needs a compare_classifiers table"):
         select_classifier(clfs)
-    with pytest.raises(Img2TabInputError, match="expecting 24 features"):
+    with pytest.raises(Img2TabInputError, match="X_test has shape"):
         compare_classifiers(clfs, Xt[:, :5], yt, w1)
+    with pytest.raises(Img2TabInputError, match="expecting 24 features"):
+        compare_classifiers(clfs, Xt[:, :5], yt, w1, importance="native")

@@ -252,6 +252,7 @@ def test_make_spurious_splits() -> None:
     assert train.to_tensor().shape == (3000, 3, 32, 32)
 
 
+@pytest.mark.slow
 def test_render_speed_10k() -> None:
     f = sample_factors(10_000, 0)
     # CPU time of this process, so a busy machine does not make the test flaky

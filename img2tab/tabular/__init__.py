@@ -23,17 +23,24 @@ from ._dataset import (
     standardize,
 )
 from ._debugging import (
+    DEFAULT_BUDGETS,
     DEFAULT_RATIOS,
     DebugReport,
+    ErasureSearch,
     ExclusionSearch,
     conditional_relevance,
     debug_classifier,
+    erase_spurious,
     evaluate,
+    exclusion_curve,
     flag_spurious_concepts,
     group_accuracies,
+    random_exclusions,
+    spurious_order,
     suggest_exclusions,
     tune_spurious_exclusion,
 )
+from ._erasure import ErasedClassifier, LinearErasure
 from ._fairness import (
     demographic_parity_difference,
     equalized_odds_difference,
@@ -49,6 +56,7 @@ from ._importance import (
     global_importance,
     importance_vector,
     rank_descending,
+    recommended_importance_type,
     top_concepts,
 )
 from ._plots import (
@@ -59,10 +67,16 @@ from ._plots import (
     plot_importance_vs_relevance,
     plot_relevance,
 )
-from ._selection import classification_metrics, compare_classifiers, select_classifier
+from ._selection import (
+    classification_metrics,
+    compare_classifiers,
+    held_out_permutation_importance,
+    select_classifier,
+)
 from ._wasserstein import rank_by_relevance, wasserstein_relevance
 
 __all__ = [
+    "DEFAULT_BUDGETS",
     "DEFAULT_RATIOS",
     "MODELS",
     "PRESETS",
@@ -70,7 +84,10 @@ __all__ = [
     "ConceptTable",
     "Contributions",
     "DebugReport",
+    "ErasedClassifier",
+    "ErasureSearch",
     "ExclusionSearch",
+    "LinearErasure",
     "PsiDataset",
     "Standardizer",
     "Table",
@@ -86,12 +103,15 @@ __all__ = [
     "default_layout",
     "demographic_parity_difference",
     "equalized_odds_difference",
+    "erase_spurious",
     "evaluate",
+    "exclusion_curve",
     "fairness_report",
     "flag_spurious_concepts",
     "global_importance",
     "group_accuracies",
     "group_rates",
+    "held_out_permutation_importance",
     "importance_vector",
     "load_classifier",
     "load_official_psi",
@@ -101,9 +121,12 @@ __all__ = [
     "plot_importance",
     "plot_importance_vs_relevance",
     "plot_relevance",
+    "random_exclusions",
     "rank_by_relevance",
     "rank_descending",
+    "recommended_importance_type",
     "select_classifier",
+    "spurious_order",
     "standardize",
     "tune_spurious_exclusion",
     "suggest_exclusions",

@@ -31,6 +31,7 @@ __all__ = [
     "global_importance",
     "importance_vector",
     "rank_descending",
+    "recommended_importance_type",
     "resolve_layout",
     "top_concepts",
 ]
@@ -69,20 +70,25 @@ def importance_vector(
             scikit-learn-style classifier with ``feature_importances_`` or ``coef_`` (an
             ``xgboost.XGBClassifier`` too).
         importance_type: None for the classifier's ``feature_importances_`` (|coef| averaged
-            over classes for linear models); an XGBoost type (``"gain"``, ``"weight"``,
+            over classes for linear models; for XGBoost the paper's average gain);
+            ``"recommended"`` (:func:`recommended_importance_type`: ``"total_gain"`` for
+            XGBoost, average ``"gain"`` under ``preset="paper"``); an XGBoost type (``"gain"``, ``"weight"``,
             ``"cover"``, ``"total_gain"``, ``"total_cover"``; ``"split"`` = ``"weight"`` for
             LightGBM); or ``"permutation"`` (needs ``X``, ``y``; mean accuracy drop over
             ``n_repeats`` shuffles, via :func:`sklearn.inspection.permutation_importance`).
         X, y: evaluation data for ``"permutation"``.
         n_repeats, random_state: permutation importance settings.
-        all_trees: XGBoost types only: count every tree, including those after
+        all_trees: XGBoost only: count every tree, including those after
             ``best_iteration_`` (what ``XGBClassifier.feature_importances_`` and the official
-            code do) instead of only the trees used for prediction.
+            code do) instead of only the trees used for prediction. With ``importance_type=None``
+            this gives xgboost's normalised ``feature_importances_`` over all trees.
 
     Returns:
         float64 ``(n_features_in_,)``, masked features 0 (raw, not normalised, except for
         ``None`` which returns the normalised ``feature_importances_``).
     """
+    if importance_type == "recommended":
+        importance_type = recommended_importance_type(clf)
     if importance_type == "permutation":
         if X is None or y is None:
             raise Img2TabInputError("importance_type='permutation' needs X and y")
@@ -93,6 +99,11 @@ def importance_vector(
     n = _n_features(clf)
     if _is_concept_classifier(clf):
         if importance_type is None:
+            if all_trees and clf.model == "xgboost" and getattr(clf, "best_iteration_", None) is not None:
+                # xgboost's own feature_importances_ (and the official code) use every tree
+                raw = clf._xgb_scores("gain", all_trees=True)
+                total = raw.sum()
+                return raw / total if total > 0 else raw
             return np.asarray(clf.feature_importances_, dtype=np.float64).copy()
         return clf.importance(importance_type, all_trees=all_trees)
     # a plain estimator
@@ -112,6 +123,27 @@ def importance_vector(
         f"{type(clf).__name__} has neither feature_importances_ nor coef_; use "
         "importance_type='permutation' with X and y"
     )
+
+
+def recommended_importance_type(clf: Any) -> str | None:
+    """The importance type to rank one model's concepts by.
+
+    XGBoost: ``"total_gain"`` (the loss reduction a concept brings over the whole model;
+    ``benchmarks/bench_importance.py`` shows that average gain, XGBoost's default, puts
+    barely class-relevant concepts first), or ``"gain"`` (average gain, the paper's choice) for a
+    :class:`ConceptClassifier` with ``preset="paper"``. LightGBM: ``"gain"`` (LightGBM's gain is
+    a total). Other models: None (their ``feature_importances_``). To compare *different* model
+    families use held-out permutation importance (``"permutation"``), whose unit is the same for
+    all of them.
+    """
+    model = getattr(clf, "model", None)
+    if model is None:  # a plain estimator
+        return "total_gain" if hasattr(clf, "get_booster") else None
+    if model == "xgboost":
+        return "gain" if getattr(clf, "preset", None) == "paper" else "total_gain"
+    if model == "lightgbm":
+        return "gain"
+    return None
 
 
 def global_importance(

@@ -4,7 +4,16 @@ Img2Tab argues that a good classifier over Ψ should not only be accurate but sh
 decisions on *class-relevant* concepts, measured by the per-feature Wasserstein-1 score
 (:func:`img2tab.tabular._wasserstein.wasserstein_relevance`). :func:`compare_classifiers`
 tabulates, per fitted classifier, its accuracy and the W1 of its top-k important concepts;
-:func:`select_classifier` picks the one whose top-k concepts are the most relevant.
+:func:`select_classifier` keeps the classifiers within ``max_accuracy_drop`` of the most
+accurate one and picks, among them, the one whose top-k concepts are the most relevant.
+
+Importances of different model families mean different things (XGBoost gain, |coef| on
+z-scores, impurity decrease, first-layer weights), so by default the comparison ranks every
+model's concepts by *held-out permutation importance*
+(:func:`sklearn.inspection.permutation_importance`: the loss increase when one concept is
+shuffled on the test split), which has the same unit for all of them. The paper's variant
+(each model's own importance, XGBoost's average gain, accuracy only breaking ties) is
+``preset="paper"``.
 """
 
 from __future__ import annotations
@@ -20,7 +29,10 @@ from img2tab.errors import Img2TabInputError
 
 from ._importance import Table, importance_vector, rank_descending
 
-__all__ = ["classification_metrics", "compare_classifiers", "select_classifier"]
+__all__ = ["IMPORTANCE_METHODS", "classification_metrics", "compare_classifiers", "select_classifier"]
+
+#: Values of ``importance`` in :func:`compare_classifiers` besides an explicit importance type.
+IMPORTANCE_METHODS: tuple[str, ...] = ("permutation", "recommended", "native")
 
 
 def _scores_for_auc(clf: Any, X: Any, classes: np.ndarray) -> np.ndarray | None:
@@ -85,6 +97,90 @@ def _check_w1(w1: Any, n_features: int, name: str) -> np.ndarray:
     return w
 
 
+class _Restricted:
+    """``clf`` seen through a subset of columns: the others stay at their values in ``base``.
+
+    :func:`sklearn.inspection.permutation_importance` shuffles every column it is given; passing
+    only the candidate columns through this view restricts the (costly) shuffles to them while the
+    classifier still sees complete rows.
+    """
+
+    _estimator_type = "classifier"
+
+    def __init__(self, clf: Any, base: np.ndarray, columns: np.ndarray) -> None:
+        self.clf = clf
+        self.base = base
+        self.columns = columns
+        self.classes_ = np.asarray(clf.classes_)
+
+    def _full(self, Xs: np.ndarray) -> np.ndarray:
+        X = self.base.copy()
+        X[:, self.columns] = Xs
+        return X
+
+    def fit(self, X: Any, y: Any) -> _Restricted:  # pragma: no cover - never refitted
+        return self
+
+    def predict(self, Xs: np.ndarray) -> np.ndarray:
+        return np.asarray(self.clf.predict(self._full(Xs)))
+
+    def predict_proba(self, Xs: np.ndarray) -> np.ndarray:
+        return np.asarray(self.clf.predict_proba(self._full(Xs)))
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import Tags, TargetTags
+
+        tags = Tags(estimator_type="classifier", target_tags=TargetTags(required=True))
+        return tags
+
+
+def _native_importance(clf: Any) -> np.ndarray:
+    from ._importance import recommended_importance_type
+
+    try:
+        return importance_vector(clf, recommended_importance_type(clf))
+    except Img2TabInputError:
+        return importance_vector(clf, None)
+
+
+def held_out_permutation_importance(
+    clf: Any,
+    X: Any,
+    y: Any,
+    *,
+    candidates: Any = None,
+    n_repeats: int = 3,
+    scoring: str = "neg_log_loss",
+    random_state: int | None = 0,
+) -> np.ndarray:
+    """Permutation importance of ``clf`` on held-out rows, ``(D,)`` float64.
+
+    A thin call to :func:`sklearn.inspection.permutation_importance` (mean score decrease over
+    ``n_repeats`` shuffles of one column). With ``candidates`` only those columns are shuffled
+    (the others get 0), which keeps the cost at ``len(candidates) * n_repeats`` predictions.
+
+    Args:
+        clf: fitted classifier with ``predict_proba`` (for log loss) or ``predict``.
+        X: ``(N, D)`` held-out Ψ. Not modified.
+        y: ``(N,)`` labels.
+        candidates: column indices to shuffle (None: all ``D``).
+        n_repeats: shuffles per column.
+        scoring: a scikit-learn scorer name.
+        random_state: seed of the shuffles (a local generator; no global state).
+    """
+    from sklearn.inspection import permutation_importance
+
+    X = np.asarray(X)
+    d = X.shape[1]
+    cols = np.arange(d) if candidates is None else np.unique(np.asarray(candidates, dtype=np.int64))
+    view = _Restricted(clf, X, cols)
+    res = permutation_importance(view, X[:, cols], np.asarray(y), scoring=scoring, n_repeats=int(n_repeats),
+                                 random_state=random_state, n_jobs=None)
+    out = np.zeros(d, dtype=np.float64)
+    out[cols] = np.asarray(res.importances_mean, dtype=np.float64)
+    return out
+
+
 def compare_classifiers(
     classifiers: Mapping[str, Any],
     X_test: Any,
@@ -92,7 +188,13 @@ def compare_classifiers(
     w1: Any,
     k: int = 20,
     *,
+    importance: str | None = "permutation",
     importance_type: str | None = None,
+    preset: str | None = None,
+    n_candidates: int | None = 100,
+    n_repeats: int = 3,
+    scoring: str = "neg_log_loss",
+    random_state: int | None = 0,
 ) -> Table:
     """Compare fitted classifiers by accuracy and the class relevance of their concepts.
 
@@ -103,56 +205,85 @@ def compare_classifiers(
         y_test: ``(N,)`` held-out labels.
         w1: ``(D,)`` per-feature Wasserstein-1 relevance (usually computed on training data).
         k: number of top important concepts per classifier.
-        importance_type: passed to
-            :func:`~img2tab.tabular._importance.importance_vector` (None:
-            ``feature_importances_``).
+        importance: how each classifier's concepts are ranked:
+
+            * ``"permutation"`` (default): held-out permutation importance on ``(X_test,
+              y_test)`` (:func:`held_out_permutation_importance`), comparable across families;
+            * ``"recommended"`` / ``"native"``: each model's own importance
+              (:func:`~img2tab.tabular._importance.recommended_importance_type`: XGBoost total
+              gain), only comparable within one family;
+            * None: use ``importance_type`` (see
+              :func:`~img2tab.tabular._importance.importance_vector`; None there is
+              ``feature_importances_``, XGBoost's average gain as in the paper).
+        importance_type: explicit importance type when ``importance=None``.
+        preset: ``"paper"``: the paper's procedure (``importance=None``, average gain).
+        n_candidates: with ``"permutation"``, shuffle only the union of every classifier's
+            ``n_candidates`` natively most important concepts and the ``n_candidates`` highest-W1
+            ones (None: all ``D`` columns; costly for thousands of concepts).
+        n_repeats, scoring, random_state: permutation settings.
 
     Returns:
         :class:`~img2tab.tabular._importance.Table`, one row per classifier in input order,
         with columns ``classifier``, ``accuracy``, ``balanced_accuracy``, ``auc``,
         ``w1_mean``, ``w1_median``, ``w1_q25``, ``w1_q75`` (W1 of its top-k concepts),
         ``overlap_at_k`` (fraction of its top-k concepts that are among the k most relevant by
-        W1), ``spearman`` (rank correlation between importance and W1 over all features; NaN
-        when the importances are constant) and ``n_used`` (features with non-zero importance).
-        For reference, the mean W1 of ``k`` random concepts is ``w1.mean()``.
+        W1), ``spearman`` (rank correlation between importance and W1 over the ranked
+        concepts; NaN when the importances are constant), ``n_used`` (features with non-zero
+        importance) and ``importance`` (the method used). For reference, the mean W1 of ``k``
+        random concepts is ``w1.mean()``.
     """
     if not isinstance(classifiers, Mapping) or not classifiers:
         raise Img2TabInputError("classifiers must be a non-empty dict {name: fitted classifier}")
     k = int(k)
     if k < 1:
         raise Img2TabInputError(f"k must be >= 1, got {k}")
-    rows: dict[str, list[Any]] = {
-        c: []
-        for c in (
-            "classifier",
-            "accuracy",
-            "balanced_accuracy",
-            "auc",
-            "w1_mean",
-            "w1_median",
-            "w1_q25",
-            "w1_q75",
-            "overlap_at_k",
-            "spearman",
-            "n_used",
-        )
-    }
-    w_checked: np.ndarray | None = None
+    if preset is not None:
+        if preset != "paper":
+            raise Img2TabInputError(f"unknown preset {preset!r}; valid: None, 'paper'")
+        importance, importance_type = None, None
+    if importance is not None and importance not in IMPORTANCE_METHODS:
+        raise Img2TabInputError(
+            f"unknown importance {importance!r}; valid: {', '.join(IMPORTANCE_METHODS)} or None "
+            "(then importance_type)")
+    cols_order = ("classifier", "accuracy", "balanced_accuracy", "auc", "w1_mean", "w1_median", "w1_q25",
+                  "w1_q75", "overlap_at_k", "spearman", "n_used", "importance")
+    rows: dict[str, list[Any]] = {c: [] for c in cols_order}
+    native: dict[str, np.ndarray] = {}
     for name, clf in classifiers.items():
-        imp = importance_vector(clf, importance_type)
-        w = _check_w1(w1, imp.shape[0], str(name)) if w_checked is None else w_checked
-        w_checked = w
-        if imp.shape[0] != w.shape[0]:
-            raise Img2TabInputError(
-                f"classifier {name!r} has {imp.shape[0]} features, the others {w.shape[0]}"
-            )
+        native[name] = (_native_importance(clf) if importance in ("permutation", "recommended", "native")
+                        else importance_vector(clf, importance_type))
+    d = next(iter(native.values())).shape[0]
+    w = _check_w1(w1, d, str(next(iter(classifiers))))
+    for name, imp in native.items():
+        if imp.shape[0] != d:
+            raise Img2TabInputError(f"classifier {name!r} has {imp.shape[0]} features, the others {d}")
+    cand = None
+    if importance == "permutation":
+        X_arr = np.asarray(X_test)
+        if X_arr.ndim != 2 or X_arr.shape[1] != d:
+            raise Img2TabInputError(f"X_test has shape {X_arr.shape}, expected (N, {d})")
+        if n_candidates is not None and int(n_candidates) < d:
+            m = int(n_candidates)
+            picks = [rank_descending(v)[:m] for v in native.values()] + [rank_descending(w)[:m]]
+            cand = np.unique(np.concatenate(picks))
+    label = (importance if importance is not None
+             else ("feature_importances_" if importance_type is None else str(importance_type)))
+    for name, clf in classifiers.items():
+        if importance == "permutation":
+            imp = held_out_permutation_importance(clf, X_test, y_test, candidates=cand, n_repeats=n_repeats,
+                                                  scoring=scoring, random_state=random_state)
+            ranked = cand if cand is not None else np.arange(d)
+        else:
+            imp = native[name]
+            ranked = np.arange(d)
         kk = min(k, imp.shape[0])
         top = rank_descending(imp)[:kk]
         top_w1 = rank_descending(w)[:kk]
         vals = w[top]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # scipy warns on constant input and returns NaN
-            rho = spearmanr(imp, w).statistic if np.ptp(imp) > 0 and np.ptp(w) > 0 else np.nan
+            a, b = imp[ranked], w[ranked]
+            rho = spearmanr(a, b).statistic if np.ptp(a) > 0 and np.ptp(b) > 0 else np.nan
         metrics = classification_metrics(clf, X_test, y_test)
         rows["classifier"].append(str(name))
         for key in ("accuracy", "balanced_accuracy", "auc"):
@@ -164,9 +295,10 @@ def compare_classifiers(
         rows["overlap_at_k"].append(float(np.intersect1d(top, top_w1).size / kk))
         rows["spearman"].append(float(rho))
         rows["n_used"].append(int(np.count_nonzero(imp)))
+        rows["importance"].append(label)
     cols: dict[str, np.ndarray] = {}
     for key, values in rows.items():
-        if key == "classifier":
+        if key in ("classifier", "importance"):
             cols[key] = np.asarray(values, dtype=str)
         elif key == "n_used":
             cols[key] = np.asarray(values, dtype=np.int64)
@@ -182,35 +314,71 @@ def select_classifier(
     w1: Any = None,
     k: int = 20,
     *,
+    max_accuracy_drop: float | None = 0.01,
+    importance: str | None = "permutation",
     importance_type: str | None = None,
-) -> str:
-    """Name of the classifier whose top-k concepts have the highest mean W1.
+    preset: str | None = None,
+    return_reason: bool = False,
+) -> str | tuple[str, str]:
+    """The classifier to use: accurate first, then relying on class-relevant concepts.
 
-    Ties are broken by higher accuracy, then by input order.
+    Only classifiers whose test accuracy is within ``max_accuracy_drop`` of the most accurate
+    one are eligible (0.01 = 1 point); among them the one whose top-k concepts have the highest
+    mean W1 wins. Ties go to higher accuracy, then input order. ``preset="paper"`` (or
+    ``max_accuracy_drop=None``) is the paper's rule: highest mean W1, accuracy only breaking ties.
 
     Args:
         comparison: a table from :func:`compare_classifiers`, or the ``{name: classifier}``
             dict to compare (then ``X_test``, ``y_test`` and ``w1`` are required).
-        X_test, y_test, w1, k, importance_type: see :func:`compare_classifiers`.
+        X_test, y_test, w1, k, importance, importance_type: see :func:`compare_classifiers`.
+        max_accuracy_drop: accuracy (fraction) a more relevant classifier may give up.
+        preset: ``"paper"`` for the paper's importance and rule.
+        return_reason: also return a one-sentence reason.
 
     Returns:
-        The selected classifier name.
+        The selected classifier name (and the reason with ``return_reason=True``).
     """
+    if preset is not None:
+        if preset != "paper":
+            raise Img2TabInputError(f"unknown preset {preset!r}; valid: None, 'paper'")
+        max_accuracy_drop = None
     if not isinstance(comparison, Table):
         if X_test is None or y_test is None or w1 is None:
             raise Img2TabInputError(
                 "select_classifier needs a compare_classifiers table, or classifiers with "
                 "X_test, y_test and w1"
             )
-        comparison = compare_classifiers(comparison, X_test, y_test, w1, k, importance_type=importance_type)
+        comparison = compare_classifiers(comparison, X_test, y_test, w1, k, importance=importance,
+                                         importance_type=importance_type, preset=preset)
     for col in ("classifier", "w1_mean", "accuracy"):
         if col not in comparison:
             raise Img2TabInputError(f"comparison table lacks column {col!r}")
     if len(comparison) == 0:
         raise Img2TabInputError("comparison table is empty")
+    if max_accuracy_drop is not None and not float(max_accuracy_drop) >= 0:
+        raise Img2TabInputError(f"max_accuracy_drop must be >= 0 or None, got {max_accuracy_drop!r}")
     w1_mean = np.nan_to_num(np.asarray(comparison["w1_mean"], dtype=np.float64), nan=-np.inf)
     acc = np.nan_to_num(np.asarray(comparison["accuracy"], dtype=np.float64), nan=-np.inf)
+    names = [str(c) for c in comparison["classifier"]]
     order = np.arange(len(comparison))
+    if max_accuracy_drop is None:
+        eligible = np.ones(len(acc), dtype=bool)
+    else:
+        eligible = acc >= acc.max() - float(max_accuracy_drop) - 1e-12
     # lexsort: last key is primary; negate for descending, index ascending for ties.
-    best = np.lexsort((order, -acc, -w1_mean))[0]
-    return str(comparison["classifier"][best])
+    best = int(np.lexsort((order, -acc, -w1_mean, ~eligible))[0])
+    name = names[best]
+    if not return_reason:
+        return name
+    method = str(comparison["importance"][best]) if "importance" in comparison else "importance"
+    top_acc = int(np.argmax(acc))
+    if max_accuracy_drop is None:
+        reason = (f"{name}: highest mean W1 of its top concepts ({w1_mean[best]:.3f}, ranked by {method}); "
+                  f"accuracy only breaks ties (paper's rule)")
+    else:
+        dropped = [names[i] for i in range(len(names)) if not eligible[i]]
+        reason = (f"{name}: among the classifiers within {100 * float(max_accuracy_drop):g} point(s) of the "
+                  f"best accuracy ({names[top_acc]}, {acc[top_acc]:.3f}), its top concepts (ranked by "
+                  f"{method}) have the highest mean W1 ({w1_mean[best]:.3f}) at accuracy {acc[best]:.3f}"
+                  + (f"; not eligible: {', '.join(dropped)}" if dropped else ""))
+    return name, reason

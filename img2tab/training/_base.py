@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,11 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.step = 0
-        torch.manual_seed(config.seed)
+        # The trainer's global-RNG stream (weight init, noise, dropout) lives in self._torch_state and
+        # is swapped in only while the trainer runs, so the caller's global RNG is never reseeded.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self._torch_state = torch.random.get_rng_state()
         #: private RNG for latent samples and other per-step randomness (CPU)
         self.rng = torch.Generator().manual_seed(config.seed + 1)
         if data is None:
@@ -85,7 +90,8 @@ class Trainer:
             data = config.data
         self.data = open_source(data, self.image_size, seed=config.seed,
                                 mirror=getattr(config, "mirror", False))
-        self._build()
+        with self._own_rng():
+            self._build()
         if resume_path is not None:
             self._load(resume_path)
             logger.info("resumed from %s at step %d", resume_path, self.step)
@@ -202,22 +208,33 @@ class Trainer:
         start = len(self.log.history)
         bar = tqdm(total=target, initial=min(self.step, target), disable=not cfg.progress,
                    desc=type(self).__name__, dynamic_ncols=True)
-        try:
-            while self.step < target:
-                losses = self.train_step()
-                bar.update(1)
-                if cfg.progress:
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in list(losses.items())[:4]})
-                if cfg.sample_every and self.step % cfg.sample_every == 0:
-                    self.save_samples()
-                if cfg.save_every and self.step % cfg.save_every == 0:
-                    self.save()
-        finally:
-            bar.close()
+        with self._own_rng():
+            try:
+                while self.step < target:
+                    losses = self.train_step()
+                    bar.update(1)
+                    if cfg.progress:
+                        bar.set_postfix({k: f"{v:.3g}" for k, v in list(losses.items())[:4]})
+                    if cfg.sample_every and self.step % cfg.sample_every == 0:
+                        self.save_samples()
+                    if cfg.save_every and self.step % cfg.save_every == 0:
+                        self.save()
+            finally:
+                bar.close()
         if self._last_saved != self.step:
             self.save()
         self._export()
         return self.log.history[start:]
+
+    @contextlib.contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Run with the trainer's own global-RNG state swapped in (the caller's is restored after)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.random.set_rng_state(self._torch_state)
+            try:
+                yield
+            finally:
+                self._torch_state = torch.random.get_rng_state()
 
     @staticmethod
     def _opt_state(opt: torch.optim.Optimizer) -> dict[str, Any]:

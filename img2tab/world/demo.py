@@ -19,7 +19,7 @@ import torch
 
 from ..networks.inverter import Inverter
 
-__all__ = ["DemoConfig", "run_demo"]
+__all__ = ["DemoConfig", "readme_snippet", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,13 @@ class DemoConfig:
         strength: edit strength in standard deviations of Ψ.
         xgb_trees: trees of the XGBoost classifiers.
         seed: base seed (the default model was trained on seed 0).
+        max_accuracy_drop: classifiers within this accuracy of the best are eligible for the
+            choice by relevance.
+        n_candidates: concepts per classifier shuffled by the held-out permutation importance.
+        debug_model: classifier of the spurious-concept experiment (``"logreg"``: ~1 s per fit, so
+            the random controls and the budget curve fit in the demo's time; ``"xgboost"``).
+        n_random: random draws of every debugging control.
+        curve_budgets: budgets of the gain-versus-budget curve.
     """
 
     n_train: int = 3000
@@ -51,6 +58,11 @@ class DemoConfig:
     strength: float = 3.0
     xgb_trees: int = 200
     seed: int = 5000
+    max_accuracy_drop: float = 0.01
+    n_candidates: int = 50
+    debug_model: str = "logreg"
+    n_random: int = 5
+    curve_budgets: tuple[int, ...] = (2, 20, 200, 2000)
 
 
 def _save(fig: Any, path: Path) -> str:
@@ -104,7 +116,7 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    steps = tqdm(total=9, desc="img2tab demo", disable=not progress)
+    steps = tqdm(total=8, desc="img2tab demo", disable=not progress)
 
     def step(msg: str) -> None:
         logger.info("[%5.1fs] %s", time.perf_counter() - t0, msg)
@@ -143,15 +155,22 @@ def run_demo(
         fitted[name] = clf.fit(psi_tr, train.y)
     step("fitted xgboost, logistic regression, random forest and MLP on Ψ")
     w1 = wasserstein_relevance(psi_tr, train.y)
-    comparison = compare_classifiers(fitted, psi_te, test.y, w1, k=20)
-    chosen = select_classifier(comparison)
+    t_perm = time.perf_counter()
+    comparison = compare_classifiers(fitted, psi_te, test.y, w1, k=20, n_candidates=cfg.n_candidates)
+    m["permutation_seconds"] = round(time.perf_counter() - t_perm, 1)
+    chosen, reason = select_classifier(comparison, max_accuracy_drop=cfg.max_accuracy_drop,
+                                       return_reason=True)
+    paper = compare_classifiers(fitted, psi_te, test.y, w1, k=20, preset="paper")
     m["comparison"] = comparison.to_dicts()
     m["selected_classifier"] = chosen
+    m["selection_reason"] = reason
+    m["comparison_paper"] = paper.to_dicts()
+    m["selected_classifier_paper"] = select_classifier(paper, preset="paper")
     figs["classifier_comparison"] = _save(plot_classifier_comparison(comparison),
                                           out / "classifier_comparison.png")
     figs["importance_vs_w1"] = _save(plot_importance_vs_relevance(fitted, w1),
                                      out / "importance_vs_w1.png")
-    step(f"compared classifiers by the W1 of their important concepts: chose {chosen}")
+    step(f"compared classifiers by accuracy, then the W1 of their important concepts: chose {chosen}")
 
     # 3. Img2Tab object around the chosen classifier; importance
     model = Img2Tab(inv, candidates[chosen], progress=False).fit(psi_tr, train.y)
@@ -164,18 +183,19 @@ def run_demo(
 
     # 4. concept-based prediction with edits for a few test images
     ex = model.explain(w_te[: cfg.n_explain], top_k=cfg.top_k,
-                       strengths=(-cfg.strength, cfg.strength))
+                       strengths=(-cfg.strength, cfg.strength), class_index=1)  # p(smile) throughout
     explain_rows = []
     for i in range(cfg.n_explain):
         t = ex.concepts[i]
-        labels = [f"{layout.label(int(k))}" for k in t["feature"]]
+        labels = [f"{layout.label(int(k))}" for k in ex.rendered[i]]
         fig = plot_edit_grid(ex.edits.source[i], ex.edits.images[i], labels,
                              (-cfg.strength, cfg.strength), float(ex.proba[i, 1]),
                              ex.edit_proba[i], class_name="p(smile)")
         figs[f"explain_{i}"] = _save(fig, out / f"explain_{i}.png")
         explain_rows.append({"image": i, "true": int(test.y[i]), "p_smile": float(ex.proba[i, 1]),
-                             "concepts": t.to_dicts()})
+                             "rendered": [int(k) for k in ex.rendered[i]], "concepts": t.to_dicts()})
     m["explanations"] = explain_rows
+    m["explained_distinct_concepts"] = int(np.unique(ex.rendered).size)
     step("explained test images and rendered concept edits")
 
     # 5. top-5 W1 gallery
@@ -197,7 +217,7 @@ def run_demo(
                               n=cfg.top_k, layout=layout)
     rep = debug_classifier(model.classifier_, psi_tr, train.y, psi_te, test.y,
                            [int(k) for k in sugg["feature"]], protected_eval=test.protected,
-                           layout=layout)
+                           layout=layout, n_random=cfg.n_random, random_state=0)
     m["fairness"] = rep.to_dict()
     figs["fairness_debug"] = _save(plot_debug_report(rep), out / "fairness_debug.png")
     step("checked fairness w.r.t. skin tone")
@@ -205,7 +225,8 @@ def run_demo(
     # 7. spurious-concept debugging
     dbg = spurious_debugging(inv, size, cfg.n_spurious_train, cfg.n_spurious_test,
                              cfg.spurious_correlation, seed=cfg.seed + 10,
-                             classifier=candidates["xgboost"], progress=progress)
+                             classifier=candidates[cfg.debug_model], progress=progress,
+                             n_random=cfg.n_random, curve_budgets=cfg.curve_budgets)
     m["debugging"] = debug_summary(dbg, layout)
     m["debugging"]["flagged"] = dbg["flagged"].head(10).to_dicts()
     figs["spurious_debug"] = _save(_plot_spurious(dbg), out / "spurious_debug.png")
@@ -215,6 +236,7 @@ def run_demo(
     m["seconds"] = round(time.perf_counter() - t0, 1)
     (out / "metrics.json").write_text(json.dumps(m, indent=2, default=_json_default))
     (out / "report.md").write_text(_report(m, comparison, top, sugg, rep, dbg))
+    (out / "readme_snippet.md").write_text(readme_snippet(m))
     return m
 
 
@@ -231,22 +253,60 @@ def _json_default(o: Any) -> Any:
 def _plot_spurious(dbg: dict) -> Any:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.5, 3.2))
+    d = dbg["n_features"]
+    variants = [("before", "before", None),
+                ("after", f"tuned exclusion\n({dbg['n_excluded']} of {d})", "after"),
+                ("budget", f"budget ≤ 10 %\n({dbg['n_excluded_budget']} of {d})", "budget")]
+    if "erase" in dbg:
+        variants.append(("erase", f"LEACE erasure\n(rank {dbg['erased_rank']}, all kept)", "erase"))
+    variants.append(("ceiling", "ceiling: trained\non unbiased data", None))
+    fig = Figure(figsize=(6.8, 3.4))
     ax = fig.subplots()
-    splits = ["iid", "decorrelated"]
-    x = np.arange(2)
-    ax.bar(x - 0.27, [dbg["before"][s] for s in splits], 0.27, label="before")
-    ax.bar(x, [dbg["after"][s] for s in splits], 0.27,
-           label=f"after excluding {dbg['n_excluded']} concepts")
-    ax.bar(x + 0.27, [dbg["ceiling"][s] for s in splits], 0.27, color="0.7",
-           label="ceiling: trained on unbiased data")
-    ax.set_xticks(x, ["in-distribution test\n(90% correlated)", "decorrelated test"])
-    ax.set_ylim(0.4, 1.0)
-    ax.set_ylabel("accuracy")
-    ax.legend(fontsize=8, loc="lower left")
-    ax.set_title("spurious background concept: accuracy before / after debugging", fontsize=9)
+    x = np.arange(len(variants))
+    ax.bar(x - 0.18, [dbg[v]["decorrelated"] for v, _, _ in variants], 0.36, label="method")
+    ctl = dbg.get("controls", {})
+    means = [ctl[c]["mean"]["decorrelated"] if c in ctl else np.nan for _, _, c in variants]
+    sds = [ctl[c]["sd"]["decorrelated"] if c in ctl else 0.0 for _, _, c in variants]
+    ax.bar(x + 0.18, means, 0.36, yerr=sds, color="0.7", capsize=3,
+           label="random control (same size, mean ± sd)")
+    ax.set_xticks(x, [lab for _, lab, _ in variants], fontsize=7)
+    lo = min(min(dbg[v]["decorrelated"] for v, _, _ in variants), np.nanmin(means) if ctl else 1.0)
+    ax.set_ylim(max(0.0, lo - 0.05), 1.0)
+    ax.set_ylabel("decorrelated-test accuracy")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("spurious background: debugging variants against random controls", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def readme_snippet(m: dict) -> str:
+    """The README's sentences about a demo run, generated from its ``metrics.json`` (so the
+    README's numbers can be checked against the run they come from)."""
+    d = m["debugging"]
+    by = {r["classifier"]: r for r in m["comparison"]}
+    sel = by[m["selected_classifier"]]
+    best = max(m["comparison"], key=lambda r: r["accuracy"])
+    ctl = d.get("controls", {})
+
+    def c(name: str) -> str:
+        x = ctl.get(name)
+        return "" if x is None else (f"; random control {x['mean']['decorrelated']:.3f} ± "
+                                     f"{x['sd']['decorrelated']:.3f}")
+
+    text = (
+        f"In that run ({m['seconds']} s inside the demo) **{m['selected_classifier']}** was selected: "
+        f"{100 * sel['accuracy']:.1f} % test accuracy (the most accurate, {best['classifier']}: "
+        f"{100 * best['accuracy']:.1f} %), and its 20 most important concepts by held-out permutation "
+        f"importance have mean W1 {sel['w1_mean']:.2f}. The paper's rule would have picked "
+        f"{m['selected_classifier_paper']}. Spurious background ({m['config']['debug_model']}, "
+        f"decorrelated-test accuracy): before {d['before']['decorrelated']:.3f}; tuned exclusion of "
+        f"{d['n_excluded']} of {d['n_features']} concepts {d['after']['decorrelated']:.3f}{c('after')}; "
+        f"at most 10 % excluded ({d['n_excluded_budget']}) {d['budget']['decorrelated']:.3f}{c('budget')}")
+    if d.get("erase") is not None:
+        text += (f"; LEACE erasure of one subspace, all concepts kept, {d['erase']['decorrelated']:.3f}"
+                 f"{c('erase')}")
+    text += f"; ceiling (trained unbiased) {d['ceiling']['decorrelated']:.3f}."
+    return text + "\n"
 
 
 def _report(m: dict, comparison: Any, top: Any, sugg: Any, rep: Any, dbg: dict) -> str:
@@ -260,14 +320,23 @@ def _report(m: dict, comparison: Any, top: Any, sugg: Any, rep: Any, dbg: dict) 
         f"channels). Task: smile vs frown; {m['config']['n_train']} training and "
         f"{m['config']['n_test']} test images. Whole run: {m['seconds']} s.",
         "",
-        "## 1. Choosing the classifier by relevance",
+        "## 1. Choosing the classifier: accuracy first, then relevance",
         "",
-        "Each classifier is fitted on Ψ; the W1 of its 20 most important concepts says whether it "
-        "relies on class-relevant concepts (the paper's criterion).",
+        "Each classifier is fitted on Ψ. Its concepts are ranked by held-out permutation importance "
+        "(the log-loss increase when one concept is shuffled on the test split; the same unit for "
+        "every model family, unlike XGBoost gain, |coef| or impurity), and the W1 of its 20 most "
+        "important concepts says whether it relies on class-relevant concepts (the paper's "
+        f"criterion). Only classifiers within {100 * m['config']['max_accuracy_drop']:g} point(s) of "
+        f"the most accurate are eligible ({m['permutation_seconds']} s for the permutation "
+        "importances).",
         "",
         comparison.to_markdown(floatfmt=".3f"),
         "",
-        f"Selected: **{m['selected_classifier']}** (test accuracy {m['accuracy']:.3f}).",
+        f"Selected: **{m['selected_classifier']}** (test accuracy {m['accuracy']:.3f}). Why: "
+        f"{m['selection_reason']}.",
+        "",
+        f"The paper's rule (each model's own importance, XGBoost's average gain; highest W1 wins, "
+        f"accuracy only breaks ties) would pick **{m['selected_classifier_paper']}**.",
         "",
         f"![comparison]({f['classifier_comparison']}) ![importance vs W1]({f['importance_vs_w1']})",
         "",
@@ -285,15 +354,23 @@ def _report(m: dict, comparison: Any, top: Any, sugg: Any, rep: Any, dbg: dict) 
         "",
         "## 3. Concept-based prediction and visualising important concepts",
         "",
-        "For each test image: the probability of *smile* and, per top concept (ranked by its "
-        "contribution to this image's decision), the image re-rendered with that StyleSpace channel "
-        f"moved by ±{m['config']['strength']:g} standard deviations, with the classifier's new "
-        "probability.",
+        "For each test image: the probability of *smile* and, per top concept *of that image* "
+        "(ranked by its contribution to this image's decision), the image re-rendered with that "
+        f"StyleSpace channel moved by ±{m['config']['strength']:g} standard deviations, with the "
+        f"classifier's new probability. The {len(m['explanations'])} images use "
+        f"{m['explained_distinct_concepts']} distinct concepts between them.",
         "",
+        "| image | true | p(smile) | its top concepts, rendered (label, contribution to p(smile), "
+        "log-odds) |",
+        "|---:|---|---:|---|",
     ]
     for i, row in enumerate(m["explanations"]):
-        lines.append(f"- image {i}: true {'smile' if row['true'] else 'frown'}, "
-                     f"p(smile) = {row['p_smile']:.3f} — ![explain]({f[f'explain_{i}']})")
+        cons = ", ".join(f"{c['label']} ({c.get('contribution', float('nan')):+.2f})"
+                         for c in row["concepts"])
+        lines.append(f"| {i} | {'smile' if row['true'] else 'frown'} | {row['p_smile']:.3f} | {cons} |")
+    lines.append("")
+    for i in range(len(m["explanations"])):
+        lines.append(f"![explain {i}]({f[f'explain_{i}']})")
     lines += [
         "",
         "## 4. Presenting concepts with top-5 Wasserstein-1",
@@ -319,7 +396,8 @@ def _report(m: dict, comparison: Any, top: Any, sugg: Any, rep: Any, dbg: dict) 
         "### Fairness with respect to skin tone",
         "",
         "Concepts among the 50 most important that are most W1-relevant to skin tone were excluded "
-        "and the classifier retrained:",
+        "and the classifier retrained; the last column excludes the same number of random concepts "
+        "instead:",
         "",
         sugg.select(*[c for c in ("feature", "layer", "channel", "resolution", "importance",
                                   "w1_protected") if c in sugg.column_names]).to_markdown(
@@ -332,20 +410,41 @@ def _report(m: dict, comparison: Any, top: Any, sugg: Any, rep: Any, dbg: dict) 
         "### A spurious background concept",
         "",
         f"Training images have a warm/cool background that agrees with the class in "
-        f"{100 * d['train_agreement']:.0f}% of them; the test split is decorrelated. The library "
-        f"flags concepts that separate the backgrounds within each class more than they separate "
-        f"the classes, picks how strict to be on a validation split from the training distribution "
-        f"(`tune_spurious_exclusion`: {d['n_excluded']} concepts) and retrains without them. The "
-        f"ceiling is the same classifier trained on data where the background is independent.",
+        f"{100 * d['train_agreement']:.0f}% of them; the test split is decorrelated. Classifier: "
+        f"{m['config']['debug_model']}. Variants: the library's tuned exclusion of flagged concepts "
+        f"(`tune_spurious_exclusion`, strictness picked on a validation split from the training "
+        f"distribution), the same with at most 10 % of the {d['n_features']} concepts excluded, and "
+        f"linear erasure of the background (LEACE, `erase_spurious`: one subspace, every concept "
+        f"kept). Each is compared with a random control of the same size ({m['config']['n_random']} "
+        f"draws, mean ± sd). The ceiling is the same classifier trained on data where the background "
+        f"is independent.",
         "",
-        "| test split | before | after | ceiling |",
-        "|---|---:|---:|---:|",
-        f"| in-distribution (correlated) | {d['before']['iid']:.3f} | {d['after']['iid']:.3f} | "
-        f"{d['ceiling']['iid']:.3f} |",
-        f"| decorrelated | {d['before']['decorrelated']:.3f} | {d['after']['decorrelated']:.3f} | "
-        f"{d['ceiling']['decorrelated']:.3f} |",
-        f"| decorrelated, worst group | {d['before']['decorrelated_worst_group']:.3f} | "
-        f"{d['after']['decorrelated_worst_group']:.3f} | {d['ceiling']['decorrelated_worst_group']:.3f} |",
+        "| variant | concepts excluded (kept) | decorrelated | worst group | in-distribution | "
+        "random control, decorrelated |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    nf = d["n_features"]
+    rows = [("before", "before", f"0 ({nf})"),
+            ("after", "tuned exclusion", f"{d['n_excluded']} ({d['n_kept']})"),
+            ("budget", "budget ≤ 10 %", f"{d['n_excluded_budget']} ({d['n_kept_budget']})")]
+    if d.get("erase") is not None:
+        rows.append(("erase", f"LEACE erasure (rank {d['erased_rank']})", f"0 ({nf})"))
+    rows.append(("ceiling", "ceiling: trained unbiased", f"0 ({nf})"))
+    for key, name, counts in rows:
+        r = d[key]
+        c = d.get("controls", {}).get(key)
+        ctl = "—" if c is None else f"{c['mean']['decorrelated']:.3f} ± {c['sd']['decorrelated']:.3f}"
+        lines.append(f"| {name} | {counts} | {r['decorrelated']:.3f} | {r['decorrelated_worst_group']:.3f} | "
+                     f"{r['iid']:.3f} | {ctl} |")
+    if d.get("curve"):
+        lines += ["", "Gain versus budget (decorrelated-test accuracy after excluding the first n "
+                  "flagged concepts, against n random ones):", "",
+                  "| excluded | flagged order | random order (mean ± sd) |", "|---:|---:|---:|"]
+        for row in d["curve"]:
+            rm, rs = row.get("random_mean"), row.get("random_sd")
+            lines.append(f"| {row['n_excluded']} | {row['flagged']['accuracy']:.3f} | "
+                         + (f"{rm['accuracy']:.3f} ± {rs['accuracy']:.3f}" if rm else "—") + " |")
+    lines += [
         "",
         f"![spurious]({f['spurious_debug']})",
         "",

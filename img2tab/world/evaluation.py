@@ -214,37 +214,56 @@ def spurious_debugging(
     ratios: tuple[float, ...] | None = None,
     spurious: str = "background_hue",
     max_accuracy_drop: float = 0.01,
+    *,
+    budget_fraction: float = 0.1,
+    n_random: int = 5,
+    curve_budgets: tuple[int, ...] | None = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
+    erase: bool = True,
+    random_state: int = 0,
 ) -> dict[str, Any]:
-    """The spurious-concept debugging experiment.
+    """The spurious-concept debugging experiment, with controls.
 
     A classifier is trained on a split where the spurious factor (default background hue, warm /
     cool; any factor other than the class one) agrees with the class in ``correlation`` of the
     images, and tested in-distribution (same correlation) and on a decorrelated split
-    (independent). Concepts are flagged with
-    :func:`~img2tab.tabular.flag_spurious_concepts`, whose strictness is chosen by
-    :func:`~img2tab.tabular.tune_spurious_exclusion` on a validation split drawn from the
-    training distribution (no test data), and the classifier is retrained without them.
+    (independent). Debugging variants, each retrained on the training split only:
 
-    Two references put the gain in context: the library's fixed default flagging
-    (``min_w1=0.25, ratio=1``), and a *ceiling*: the same classifier trained on an equally large
-    split where the spurious factor is already independent of the class. No exclusion can be
-    expected to beat the ceiling on the decorrelated split, so ``ceiling - before`` is the gain
-    the task leaves on the table.
+    * ``after``: exclude the concepts flagged by :func:`~img2tab.tabular.flag_spurious_concepts`,
+      strictness chosen by :func:`~img2tab.tabular.tune_spurious_exclusion` on a validation
+      split from the training distribution (no test data), without a budget;
+    * ``budget``: the same search with at most ``budget_fraction`` of the concepts excluded;
+    * ``erase``: linear concept erasure (LEACE, within classes) of the nuisance from Ψ
+      (:func:`~img2tab.tabular.erase_spurious`): one subspace, every concept kept;
+    * ``fixed``: the library's fixed default flagging (``min_w1=0.25, ratio=1``).
+
+    Every exclusion / erasure variant has a random control scored on the same test splits: the
+    same number of random concepts excluded (or random subspaces of the same rank erased),
+    ``n_random`` draws from a seeded local generator, mean ± sd. With ``curve_budgets`` the
+    gain-versus-budget curve (flagged order against random order) is measured on the decorrelated
+    test split. The *ceiling* is the same classifier trained on an equally large split where the
+    spurious factor is already independent of the class: ``ceiling - before`` is the gain the
+    task leaves on the table.
 
     Returns:
-        ``before`` / ``fixed`` / ``after`` / ``ceiling`` accuracies (``decorrelated``, ``iid``,
-        ``decorrelated_worst_group``), the gains, the search scores, the flagged concepts and
-        the models.
+        ``before`` / ``fixed`` / ``after`` / ``budget`` / ``erase`` / ``ceiling`` accuracies
+        (``decorrelated``, ``iid``, ``decorrelated_worst_group``), ``controls`` (per variant:
+        mean / sd of the same accuracies over the random draws), ``n_features``, per variant the
+        number of excluded and kept concepts, the gains, the search scores, the curve, the
+        flagged concepts and the models.
     """
     from sklearn.base import clone
 
     from ..tabular import (
         DEFAULT_RATIOS,
         ConceptClassifier,
+        erase_spurious,
+        exclusion_curve,
         flag_spurious_concepts,
         group_accuracies,
+        random_exclusions,
         tune_spurious_exclusion,
     )
+    from ..tabular._debugging import _mean_sd
     from ._tasks import make_task
 
     n_val = n_val if n_val is not None else max(200, n_train // 2)
@@ -258,11 +277,15 @@ def spurious_debugging(
     psi = {name: inv.encode_psi(sp.to_tensor(), batch_size=batch_size, progress=progress,
                                 desc=f"encode {name}", with_w=False)[0]
            for name, sp in splits.items()}
+    d = int(psi["train"].shape[1])
     base = classifier if classifier is not None else ConceptClassifier(random_state=0)
+    budget = max(1, int(budget_fraction * d))
+    common = {"ratios": ratios or DEFAULT_RATIOS, "max_accuracy_drop": max_accuracy_drop,
+              "layout": inv.layout, "progress": progress, "n_random": 0}
     search = tune_spurious_exclusion(base, psi["train"], train.y, train.spurious, psi["val"], val.y,
-                                     val.spurious, ratios=ratios or DEFAULT_RATIOS,
-                                     max_accuracy_drop=max_accuracy_drop, layout=inv.layout,
-                                     progress=progress)
+                                     val.spurious, **common)
+    budgeted = tune_spurious_exclusion(base, psi["train"], train.y, train.spurious, psi["val"], val.y,
+                                       val.spurious, max_excluded=budget, **common)
     fixed_table = flag_spurious_concepts(psi["train"], train.y, train.spurious, layout=inv.layout)
     fixed_ex = [int(k) for k in fixed_table.features]
     models = {
@@ -270,43 +293,87 @@ def spurious_debugging(
         "fixed": (clone(base).set_params(masked_features=fixed_ex).fit(psi["train"], train.y)
                   if fixed_ex else search.baseline),
         "after": search.classifier,
+        "budget": budgeted.classifier,
         "ceiling": clone(base).fit(psi["fair"], fair.y),
     }
+    erasure = None
+    if erase:
+        erasure = erase_spurious(base, psi["train"], train.y, train.spurious, n_random=n_random,
+                                 random_state=random_state, baseline=search.baseline)
+        models["erase"] = erasure.classifier
 
     def scores(c: Any) -> dict[str, float]:
         dec = group_accuracies(c, psi["decorrelated"], test_dec.y, test_dec.groups)
         iid = float((c.predict(psi["iid"]) == test_iid.y).mean())
         return {"decorrelated": dec["accuracy"], "iid": iid, "decorrelated_worst_group": dec["worst_group"]}
 
+    rng = np.random.default_rng(random_state)
+    controls: dict[str, Any] = {}
+    for name, excluded in (("after", search.excluded), ("budget", budgeted.excluded)):
+        if not excluded or n_random <= 0:
+            continue
+        draws = [scores(clone(base).set_params(masked_features=r.tolist()).fit(psi["train"], train.y))
+                 for r in random_exclusions(len(excluded), d, n_random, rng)]
+        mean, sd = _mean_sd(draws)
+        controls[name] = {"kind": f"{len(excluded)} random concepts excluded", "n_draws": n_random,
+                          "mean": mean, "sd": sd}
+    if erasure is not None and erasure.random_classifiers:
+        mean, sd = _mean_sd([scores(c) for c in erasure.random_classifiers])
+        controls["erase"] = {"kind": f"random rank-{erasure.rank} subspace erased",
+                             "n_draws": len(erasure.random_classifiers), "mean": mean, "sd": sd}
+    curve: list[dict[str, Any]] = []
+    if curve_budgets:
+        curve = exclusion_curve(base, psi["train"], train.y, search.order, psi["decorrelated"], test_dec.y,
+                                test_dec.groups, tuple(curve_budgets), n_random=n_random, random_state=rng,
+                                progress=progress)
+        for row in curve:  # keep the plain accuracies; group_<g> keys are noise here
+            for key in ("flagged", "random_mean", "random_sd"):
+                if row[key] is not None:
+                    row[key] = {k: v for k, v in row[key].items() if not k.startswith("group_")}
+
     out: dict[str, Any] = {
         "class_factor": class_factor,
         "spurious_factor": spurious,
         "n_train": int(n_train),
         "n_val": int(n_val),
+        "n_features": d,
         "train_agreement": train.spurious_agreement,
         "test_decorrelated_agreement": test_dec.spurious_agreement,
         "test_iid_agreement": test_iid.spurious_agreement,
         **{name: scores(c) for name, c in models.items()},
+        "controls": controls,
         "ratio": search.ratio,
         "search": search.scores,
         "n_excluded": len(search.excluded),
         "excluded": search.excluded,
         "n_excluded_fixed": len(fixed_ex),
+        "max_excluded": budget,
+        "ratio_budget": budgeted.ratio,
+        "n_excluded_budget": len(budgeted.excluded),
+        "erased_rank": erasure.rank if erasure is not None else None,
+        "curve": curve,
         "flagged": search.flagged,
         "classifier_before": models["before"],
         "classifier_after": models["after"],
     }
+    out["n_kept"] = d - out["n_excluded"]
+    out["n_kept_budget"] = d - out["n_excluded_budget"]
     for split in ("decorrelated", "iid"):
         out[f"gain_{split}"] = out["after"][split] - out["before"][split]
     out["ceiling_gain_decorrelated"] = out["ceiling"]["decorrelated"] - out["before"]["decorrelated"]
+    for name in ("budget", "erase"):
+        if name in out:
+            out[f"gain_decorrelated_{name}"] = out[name]["decorrelated"] - out["before"]["decorrelated"]
     out["passed"] = bool(out["gain_decorrelated"] >= 0.10 and out["gain_iid"] >= -0.02)
     return out
 
 
 DEBUG_KEYS: tuple[str, ...] = (
-    "class_factor", "spurious_factor", "n_train", "n_val", "train_agreement", "test_decorrelated_agreement",
-    "test_iid_agreement", "before", "fixed", "after", "ceiling", "ratio", "search", "n_excluded",
-    "n_excluded_fixed", "gain_decorrelated", "gain_iid", "ceiling_gain_decorrelated", "passed",
+    "class_factor", "spurious_factor", "n_train", "n_val", "n_features", "train_agreement",
+    "test_decorrelated_agreement", "test_iid_agreement", "before", "fixed", "after", "budget", "erase",
+    "ceiling", "controls", "ratio", "search", "n_excluded", "n_kept", "n_excluded_fixed", "max_excluded",
+    "ratio_budget", "n_excluded_budget", "n_kept_budget", "erased_rank", "curve", "gain_decorrelated",
+    "gain_iid", "gain_decorrelated_budget", "gain_decorrelated_erase", "ceiling_gain_decorrelated", "passed",
 )
 """Keys of :func:`spurious_debugging`'s result that are plain data."""
 
@@ -315,15 +382,17 @@ def debug_summary(dbg: dict[str, Any], layout: Any = None) -> dict[str, Any]:
     """The plain-data part of a :func:`spurious_debugging` result, JSON-ready (``inf`` -> None)."""
 
     def clean(v: Any) -> Any:
-        if isinstance(v, float) and not np.isfinite(v):
-            return None
+        if isinstance(v, float | np.floating):
+            return float(v) if np.isfinite(v) else None
+        if isinstance(v, np.integer):
+            return int(v)
         if isinstance(v, dict):
             return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list):
+        if isinstance(v, list | tuple):
             return [clean(x) for x in v]
         return v
 
-    out = {k: clean(dbg[k]) for k in DEBUG_KEYS}
+    out = {k: clean(dbg[k]) for k in DEBUG_KEYS if k in dbg}
     if layout is not None:
         out["excluded_labels"] = [layout.label(k) for k in dbg["excluded"][:20]]
     return out
@@ -449,29 +518,77 @@ def run_evaluation(
     return metrics
 
 
+def _pm(mean: float | None, sd: float | None) -> str:
+    return "n/a" if mean is None else f"{mean:.3f} ± {sd:.3f}"
+
+
 def debugging_markdown(results: list[dict[str, Any]]) -> list[str]:
-    """Lines of a markdown table comparing the debugging variants of each task."""
+    """Lines of markdown tables comparing the debugging variants of each task, with their controls.
+
+    The first table is the decorrelated-test accuracy of every variant with the number of concepts
+    it excludes out of ``n_features`` and its random control (same number of random concepts, or
+    a random subspace of the same rank: mean ± sd over the draws); the second the accuracies of the
+    original variants in detail; then the gain-versus-budget curve of the first task when measured.
+    """
+    first = results[0]
+    d = first.get("n_features")
     lines = [
         "Debugging (the nuisance factor agrees with the class in "
-        f"{100 * results[0]['train_agreement']:.0f}% of the training images; accuracy on the "
-        "decorrelated test split / its worst (class, nuisance) group / the in-distribution "
-        "test split):", "",
+        f"{100 * first['train_agreement']:.0f}% of the training images). Decorrelated-test "
+        "accuracy, the number of concepts excluded out of "
+        f"{d if d is not None else 'all'} and, in brackets, the same for random exclusions of the "
+        "same size (mean ± sd over the draws):", "",
+        "| class factor | nuisance | n train | before | tuned exclusion (excluded) [random] | "
+        "budget ≤ 10 % (excluded) [random] | LEACE erasure (rank) [random] | ceiling | "
+        "gain tuned / budget / LEACE / possible |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def ctl(r: dict[str, Any], name: str) -> str:
+        c = r.get("controls", {}).get(name)
+        return "" if c is None else f" [{_pm(c['mean']['decorrelated'], c['sd']['decorrelated'])}]"
+
+    def gain(r: dict[str, Any], key: str) -> str:
+        v = r.get(key)
+        return "n/a" if v is None else f"{100 * v:+.1f}"
+
+    for r in results:
+        bud = (f"{r['budget']['decorrelated']:.3f} ({r['n_excluded_budget']}){ctl(r, 'budget')}"
+               if "budget" in r else "n/a")
+        era = (f"{r['erase']['decorrelated']:.3f} ({r['erased_rank']}){ctl(r, 'erase')}"
+               if "erase" in r else "n/a")
+        lines.append(
+            f"| {r['class_factor']} | {r.get('spurious_factor', 'background_hue')} | {r['n_train']} | "
+            f"{r['before']['decorrelated']:.3f} | {r['after']['decorrelated']:.3f} ({r['n_excluded']})"
+            f"{ctl(r, 'after')} | {bud} | {era} | {r['ceiling']['decorrelated']:.3f} | "
+            f"{gain(r, 'gain_decorrelated')} / {gain(r, 'gain_decorrelated_budget')} / "
+            f"{gain(r, 'gain_decorrelated_erase')} / {gain(r, 'ceiling_gain_decorrelated')} points |")
+    lines += [
+        "", "Accuracy on the decorrelated test split / its worst (class, nuisance) group / the "
+        "in-distribution test split:", "",
         "| class factor | nuisance | n train | before | fixed flagging (concepts) | tuned flagging "
-        "(concepts, ratio) | ceiling: trained unbiased | gain / possible gain |",
-        "|---|---|---|---|---|---|---|---|",
+        "(concepts, ratio) | ceiling: trained unbiased |",
+        "|---|---|---|---|---|---|---|",
     ]
 
     def acc(r: dict[str, float]) -> str:
         return f"{r['decorrelated']:.3f} / {r['decorrelated_worst_group']:.3f} / {r['iid']:.3f}"
 
-    for d in results:
-        ratio = "none" if d["ratio"] is None else f"{d['ratio']:g}"
+    for r in results:
+        ratio = "none" if r["ratio"] is None else f"{r['ratio']:g}"
         lines.append(
-            f"| {d['class_factor']} | {d.get('spurious_factor', 'background_hue')} | {d['n_train']} | "
-            f"{acc(d['before'])} | {acc(d['fixed'])} ({d['n_excluded_fixed']}) | {acc(d['after'])} "
-            f"({d['n_excluded']}, {ratio}) | {acc(d['ceiling'])} | {100 * d['gain_decorrelated']:+.1f} / "
-            f"{100 * d['ceiling_gain_decorrelated']:+.1f} points |")
-    first = results[0]
+            f"| {r['class_factor']} | {r.get('spurious_factor', 'background_hue')} | {r['n_train']} | "
+            f"{acc(r['before'])} | {acc(r['fixed'])} ({r['n_excluded_fixed']}) | {acc(r['after'])} "
+            f"({r['n_excluded']}, {ratio}) | {acc(r['ceiling'])} |")
+    if first.get("curve"):
+        lines += ["", f"Gain versus budget ({first['class_factor']} / {first.get('spurious_factor')}): "
+                  "decorrelated-test accuracy after excluding the first n flagged concepts, against n "
+                  "random ones:", "", "| excluded | flagged order | random order (mean ± sd) |",
+                  "|---:|---:|---:|"]
+        for row in first["curve"]:
+            rm, rs = row.get("random_mean"), row.get("random_sd")
+            lines.append(f"| {row['n_excluded']} | {row['flagged']['accuracy']:.3f} | "
+                         f"{_pm(rm['accuracy'], rs['accuracy']) if rm else '—'} |")
     if first.get("excluded_labels"):
         lines += ["", f"Tuned exclusion for {first['class_factor']}: first flagged concepts "
                   + ", ".join(first["excluded_labels"][:8]) + "."]
