@@ -28,7 +28,8 @@ test: $(STAMP) lint
 	$(MAKE) benchmark-quick
 
 benchmark-quick: $(STAMP)
-	OMP_NUM_THREADS=2 $(VENV)/bin/img2tab benchmark --quick --no-progress --out benchmark_report_quick
+	OMP_NUM_THREADS=2 $(VENV)/bin/img2tab benchmark --quick --no-progress --out benchmark_report_quick \
+		--methods img2tab-w1,img2tab-importance,random-concepts,oracle-concepts,attfind-psi,knn-psi
 
 benchmark: $(STAMP)
 	OMP_NUM_THREADS=2 $(VENV)/bin/img2tab benchmark --out benchmark_report

@@ -101,7 +101,7 @@ def importance_vector(
         if importance_type is None:
             if all_trees and clf.model == "xgboost" and getattr(clf, "best_iteration_", None) is not None:
                 # xgboost's own feature_importances_ (and the official code) use every tree
-                raw = clf._xgb_scores("gain", all_trees=True)
+                raw = clf.importance("gain", all_trees=True)
                 total = raw.sum()
                 return raw / total if total > 0 else raw
             return np.asarray(clf.feature_importances_, dtype=np.float64).copy()
