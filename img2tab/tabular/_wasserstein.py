@@ -131,8 +131,9 @@ def _chunk_quantile_grouped(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unweighted W1 of a ``(c, N)`` block for single-class-vs-single-class comparisons.
 
-    The block's columns are grouped by class: class ``k`` holds columns ``bounds[k][0]:bounds[k][1]`` of ``block``; each group is sorted
-    in place (the block is a private copy), which saves the per-class gather.
+    The block's columns are grouped by class: class ``k`` holds columns
+    ``bounds[k][0]:bounds[k][1]`` of ``block``. Each group is sorted in place (the block is a
+    private copy), which saves a per-class gather.
     """
     sorted_cls = []
     for a, b in bounds:
