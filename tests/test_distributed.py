@@ -160,3 +160,25 @@ def test_xgboost_dask_fit_predict_and_save_format(tmp_path, client):
     assert sorted(p.name for p in (tmp_path / "dask_clf").iterdir()) == sorted(
         p.name for p in (tmp_path / "local_clf").iterdir())
     np.testing.assert_array_equal(load_classifier(tmp_path / "dask_clf").predict_proba(x), proba)
+
+
+def test_cli_relevance_and_fit_on_a_scheduler(tmp_path, client, capsys):
+    from img2tab.cli import main
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 40)).astype(np.float32)
+    y = (rng.random(300) < 0.5).astype(int)
+    x[:, 11] += 2.0 * y
+    PsiDataset(x, labels=y).save(tmp_path / "d.psi")
+    addr = client.scheduler.address
+    ds = str(tmp_path / "d.psi")
+    assert main(["relevance", ds, "-o", str(tmp_path / "local.csv"), "--no-progress"]) == 0
+    rc = main(["relevance", ds, "-o", str(tmp_path / "dask.csv"), "--no-progress", "--scheduler", addr])
+    assert rc == 0
+    assert (tmp_path / "dask.csv").read_text() == (tmp_path / "local.csv").read_text()
+    assert (tmp_path / "dask.csv").read_text().splitlines()[1].split(",")[1] == "11"
+    assert main(["fit", ds, "-o", str(tmp_path / "clf"), "--no-progress", "--device", "cpu",
+                 "--param", "n_estimators=10", "--param", "max_depth=2", "--scheduler", addr]) == 0
+    assert np.argmax(load_classifier(tmp_path / "clf").feature_importances_) == 11
+    with pytest.raises(SystemExit):
+        main(["relevance", str(tmp_path / "d.psi"), "--scheduler", addr, "--workers", "2"])
