@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-limit", default="2GB", help="per-worker limit of the local cluster")
     p.add_argument("--rounds", type=int, default=5, help="XGBoost trees")
     p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--fit-rows", type=int, default=2048, help="rows per XGBoost partition")
+    p.add_argument("--max-cached-hist-node", type=int, default=8,
+                   help="XGBoost histogram cache (nodes); histograms cost features x bins x 16 B each")
     p.add_argument("--single", action="store_true", help="also time the single-process path")
     p.add_argument("--dir", type=Path, default=Path("runs/bench_distributed"))
     p.add_argument("--keep", action="store_true", help="keep the zarr store")
@@ -117,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     res["write_s"] = time.perf_counter() - t0
     logger.info("wrote %s in %.1f s", store, res["write_s"])
     dz = open_zarr(store)
-    xgb_params = {"n_estimators": args.rounds, "max_depth": args.depth, "n_jobs": 1}
+    xgb_params = {"n_estimators": args.rounds, "max_depth": args.depth, "n_jobs": 1,
+                  "max_cached_hist_node": args.max_cached_hist_node}
 
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                            memory_limit=args.memory_limit, dashboard_address=None)
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         client.restart()
         with RssSampler(client) as s:
             t0 = time.perf_counter()
-            x_rows = dz.psi.rechunk({0: min(args.rows, 8192), 1: -1})
+            x_rows = dz.psi.rechunk({0: min(args.rows, args.fit_rows), 1: -1})
             clf = ConceptClassifier(params=xgb_params, random_state=0, device="cpu")
             clf.fit(x_rows, y, client=client)
             res["fit_dask_s"] = time.perf_counter() - t0

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,14 +225,25 @@ def finish_encoding(run: EncodingRun, layout: Any, *, labels: Callable[[list[str
                                 f"{missing[0]}); rerun the encoding to resume")
     parts = [PsiDataset.load(run.shard_path(s)) for s in range(run.n_shards)]
     all_ids = np.concatenate([p.ids for p in parts if len(p)]) if parts else np.zeros(0, str)
-    psi = np.concatenate([np.asarray(p.psi) for p in parts])
     skipped = [t for p in parts for t in p.meta.get("skipped", [])]
     y = labels(list(all_ids)) if labels is not None else None
     prot = protected(list(all_ids)) if protected is not None else None
     info = {"encoder": run.model, "skipped": skipped, **(meta or {})}
-    ds = PsiDataset(psi, y, prot, all_ids, layout=layout,
-                    label_names=tuple(label_names) if label_names else None, meta=info)
-    ds.save(run.out)
+    # Stream the shards into a memory-mapped file so the whole Ψ is never in this process's memory.
+    n_rows = sum(len(p) for p in parts)
+    with tempfile.TemporaryDirectory(dir=run.shard_dir, prefix=".concat-") as tmp:
+        n_cols = layout.total if layout is not None else parts[0].n_features
+        psi = np.lib.format.open_memmap(Path(tmp) / "psi.npy", mode="w+", dtype=np.float32,
+                                        shape=(n_rows, n_cols))
+        r0 = 0
+        for p in parts:
+            psi[r0:r0 + len(p)] = p.psi
+            r0 += len(p)
+        psi.flush()
+        ds = PsiDataset(psi, y, prot, all_ids, layout=layout,
+                        label_names=tuple(label_names) if label_names else None, meta=info)
+        ds.save(run.out)
+        del ds, psi
     shutil.rmtree(run.shard_dir)
     if skipped:
         logger.warning("skipped %d unreadable image(s); see meta['skipped']", len(skipped))
