@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--fit-rows", type=int, default=2048, help="rows per XGBoost partition")
     p.add_argument("--max-cached-hist-node", type=int, default=8,
-                   help="XGBoost histogram cache (nodes); histograms cost features x bins x 16 B each")
+                   help="XGBoost max_cached_hist_node (bounds the histogram cache)")
     p.add_argument("--single", action="store_true", help="also time the single-process path")
     p.add_argument("--dir", type=Path, default=Path("runs/bench_distributed"))
     p.add_argument("--keep", action="store_true", help="keep the zarr store")
