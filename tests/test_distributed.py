@@ -97,6 +97,7 @@ def test_distributed_encode_survives_a_killed_worker(tmp_path, folder, tiny_inve
         time.sleep(0.01)
     os.kill(victim, signal.SIGKILL)  # the nanny restarts it; its running shard is rescheduled
     t.join(120)
+    client.wait_for_workers(2, timeout=60)  # the nanny brought a fresh process up
     assert victim not in client.run(os.getpid).values()
     ds = result["ds"]
     np.testing.assert_array_equal(ds.ids, local.ids)
