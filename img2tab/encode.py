@@ -14,7 +14,9 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from .io import LoadReport, _expand, iter_image_batches
 from .networks.inverter import Inverter
 from .tabular import PsiDataset
 
-__all__ = ["encode_to_dataset"]
+__all__ = ["EncodingRun", "encode_shard", "encode_to_dataset", "finish_encoding", "plan_encoding"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,23 +87,85 @@ def encode_to_dataset(
     Returns:
         The finished dataset (memory-mapped).
     """
-    out = Path(out)
     device = resolve_device(device)
+    run = plan_encoding(sources, inverter, out, batch_size=batch_size, shard_size=shard_size, crop=crop)
+    inv = inverter.to(device).eval()
+    done = run.finished()
+    if done:
+        logger.info("resuming: %d of %d shards already encoded", len(done), run.n_shards)
+    bar = tqdm(total=len(run.ids), desc="encode", unit="img", disable=not progress)
+    bar.update(sum(len(run.shard_items(s)) for s in done))
+    for s in range(run.n_shards):
+        if s not in done:
+            encode_shard(run.shard_items(s), inv, run.shard_path(s), batch_size=batch_size, crop=crop,
+                         skip_errors=skip_errors, on_images=bar.update)
+    bar.close()
+    return finish_encoding(run, inv.layout, labels=labels, protected=protected, label_names=label_names,
+                           meta=meta)
+
+
+@dataclass(frozen=True)
+class EncodingRun:
+    """A planned sharded encoding: the ordered images, their shards and where they go.
+
+    Attributes:
+        out: the final dataset folder.
+        items: ``(id, source)`` pairs in dataset order.
+        shard_size: images per shard.
+        model: description of the encoder (stored in the manifest and the dataset meta).
+    """
+
+    out: Path
+    items: list
+    shard_size: int
+    model: dict
+
+    @property
+    def ids(self) -> list[str]:
+        return [ident for ident, _ in self.items]
+
+    @property
+    def shard_dir(self) -> Path:
+        return self.out.with_name(self.out.name + ".shards")
+
+    @property
+    def n_shards(self) -> int:
+        return (len(self.items) + self.shard_size - 1) // self.shard_size
+
+    def shard_path(self, s: int) -> Path:
+        return self.shard_dir / f"shard-{s:05d}.psi"
+
+    def shard_items(self, s: int) -> list:
+        return self.items[s * self.shard_size:(s + 1) * self.shard_size]
+
+    def finished(self) -> list[int]:
+        """Shards already written completely (their ``meta.json`` exists)."""
+        return [s for s in range(self.n_shards) if (self.shard_path(s) / "meta.json").exists()]
+
+
+def plan_encoding(sources: Any, inverter: Inverter, out: str | os.PathLike, *, batch_size: int = 32,
+                  shard_size: int = 1024, crop: str | None = None) -> EncodingRun:
+    """List the images, cut them into shards and write (or check) the run's manifest.
+
+    A manifest left by an unfinished run must describe the same images, shard size and model,
+    so that a resumed run never mixes rows of two runs.
+    """
+    out = Path(out)
     if batch_size < 1 or shard_size < 1:
         raise Img2TabInputError("batch_size and shard_size must be positive")
     items = _expand(sources)
     ids = [ident for ident, _ in items]
     if len(set(ids)) != len(ids):
         raise Img2TabInputError("the same image is listed twice; ids must be unique")
-    shard_dir = out.with_name(out.name + ".shards")
-    n_shards = (len(ids) + shard_size - 1) // shard_size
     model_desc = {
         "source_path": getattr(inverter, "source_path", None),
         "input_size": inverter.input_size,
         "n_features": inverter.layout.total,
     }
+    run = EncodingRun(out, items, int(shard_size), model_desc)
+    shard_dir = run.shard_dir
     manifest = {"n_images": len(ids), "ids_sha256": _ids_digest(ids), "shard_size": shard_size,
-                "n_shards": n_shards, "model": model_desc, "crop": crop}
+                "n_shards": run.n_shards, "model": model_desc, "crop": crop}
     shard_dir.mkdir(parents=True, exist_ok=True)
     mpath = shard_dir / _MANIFEST
     if mpath.exists():
@@ -119,46 +183,68 @@ def encode_to_dataset(
             )
     else:
         _write_json(mpath, manifest)
-    inv = inverter.to(device).eval()
-    done = [i for i in range(n_shards) if (shard_dir / f"shard-{i:05d}.psi" / "meta.json").exists()]
-    if done:
-        logger.info("resuming: %d of %d shards already encoded", len(done), n_shards)
-    bar = tqdm(total=len(ids), desc="encode", unit="img", disable=not progress)
-    bar.update(min(len(done) * shard_size, len(ids)))
-    for s in range(n_shards):
-        target = shard_dir / f"shard-{s:05d}.psi"
-        if s in done:
-            continue
-        chunk = items[s * shard_size:(s + 1) * shard_size]
-        report = LoadReport()
-        got_ids: list[str] = []
+    return run
 
-        def batches(chunk=chunk, report=report, got_ids=got_ids):
-            for bids, x in iter_image_batches([it for _, it in chunk], inv.input_size, batch_size,
-                                              crop=crop, skip_errors=skip_errors, report=report):
-                got_ids.extend(bids)
-                bar.update(len(bids))
-                yield x
 
-        psi, _ = inv.encode_psi(batches(), batch_size=batch_size, with_w=False)
-        bar.update(len(report.skipped))
-        # iter_image_batches names in-memory items by position within the chunk: map back
-        by_pos = {f"input[{j}]": chunk[j][0] for j in range(len(chunk))}
-        got_ids = [by_pos.get(i, i) for i in got_ids]
-        PsiDataset(psi, ids=np.asarray(got_ids, dtype=str), layout=inv.layout,
-                   meta={"skipped": [list(t) for t in report.skipped]}).save(target)
-    bar.close()
-    parts = [PsiDataset.load(shard_dir / f"shard-{s:05d}.psi") for s in range(n_shards)]
+def encode_shard(chunk: list, inverter: Inverter, target: str | os.PathLike, *, batch_size: int = 32,
+                 crop: str | None = None, skip_errors: bool = False,
+                 on_images: Callable[[int], Any] | None = None) -> Path:
+    """Encode one shard's ``(id, source)`` items and save them atomically as a Ψ dataset.
+
+    ``inverter`` must already be on its device and in eval mode. ``on_images(n)`` is called as
+    images are read (progress). Rerunning a shard rewrites the same rows (atomically), so a
+    shard encoded twice is never duplicated.
+    """
+    report = LoadReport()
+    got_ids: list[str] = []
+    tick = on_images or (lambda n: None)
+
+    def batches():
+        for bids, x in iter_image_batches([it for _, it in chunk], inverter.input_size, batch_size,
+                                          crop=crop, skip_errors=skip_errors, report=report):
+            got_ids.extend(bids)
+            tick(len(bids))
+            yield x
+
+    psi, _ = inverter.encode_psi(batches(), batch_size=batch_size, with_w=False)
+    tick(len(report.skipped))
+    # iter_image_batches names in-memory items by position within the chunk: map back
+    by_pos = {f"input[{j}]": chunk[j][0] for j in range(len(chunk))}
+    got_ids = [by_pos.get(i, i) for i in got_ids]
+    return PsiDataset(psi, ids=np.asarray(got_ids, dtype=str), layout=inverter.layout,
+                      meta={"skipped": [list(t) for t in report.skipped]}).save(target)
+
+
+def finish_encoding(run: EncodingRun, layout: Any, *, labels: Callable[[list[str]], np.ndarray] | None = None,
+                    protected: Callable[[list[str]], np.ndarray] | None = None,
+                    label_names: Iterable[str] | None = None, meta: dict | None = None) -> PsiDataset:
+    """Concatenate the finished shards, in order, into the dataset at ``run.out``; remove the shards."""
+    missing = [s for s in range(run.n_shards) if not (run.shard_path(s) / "meta.json").exists()]
+    if missing:
+        raise Img2TabInputError(f"{len(missing)} shard(s) of {run.out} are not encoded yet (first: "
+                                f"{missing[0]}); rerun the encoding to resume")
+    parts = [PsiDataset.load(run.shard_path(s)) for s in range(run.n_shards)]
     all_ids = np.concatenate([p.ids for p in parts if len(p)]) if parts else np.zeros(0, str)
-    psi = np.concatenate([np.asarray(p.psi) for p in parts])
     skipped = [t for p in parts for t in p.meta.get("skipped", [])]
     y = labels(list(all_ids)) if labels is not None else None
     prot = protected(list(all_ids)) if protected is not None else None
-    info = {"encoder": model_desc, "skipped": skipped, **(meta or {})}
-    ds = PsiDataset(psi, y, prot, all_ids, layout=inv.layout,
-                    label_names=tuple(label_names) if label_names else None, meta=info)
-    ds.save(out)
-    shutil.rmtree(shard_dir)
+    info = {"encoder": run.model, "skipped": skipped, **(meta or {})}
+    # Stream the shards into a memory-mapped file so the whole Ψ is never in this process's memory.
+    n_rows = sum(len(p) for p in parts)
+    with tempfile.TemporaryDirectory(dir=run.shard_dir, prefix=".concat-") as tmp:
+        n_cols = layout.total if layout is not None else parts[0].n_features
+        psi = np.lib.format.open_memmap(Path(tmp) / "psi.npy", mode="w+", dtype=np.float32,
+                                        shape=(n_rows, n_cols))
+        r0 = 0
+        for p in parts:
+            psi[r0:r0 + len(p)] = p.psi
+            r0 += len(p)
+        psi.flush()
+        ds = PsiDataset(psi, y, prot, all_ids, layout=layout,
+                        label_names=tuple(label_names) if label_names else None, meta=info)
+        ds.save(run.out)
+        del ds, psi
+    shutil.rmtree(run.shard_dir)
     if skipped:
         logger.warning("skipped %d unreadable image(s); see meta['skipped']", len(skipped))
-    return PsiDataset.load(out)
+    return PsiDataset.load(run.out)

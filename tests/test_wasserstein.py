@@ -239,3 +239,22 @@ def test_rank_by_relevance_stable_ties():
     r2 = rank_by_relevance(np.array([[1.0, 3.0, 3.0], [0.0, 0.0, 1.0]]))
     np.testing.assert_array_equal(r2, [[1, 2, 0], [2, 0, 1]])
     assert rank_by_relevance([0.0, 0.0]).dtype == np.int64
+
+
+@pytest.mark.parametrize("kw", [{}, {"sample_weight": np.linspace(0.2, 3.0, 400)}])
+def test_threads_give_identical_results_and_match_scipy(kw, monkeypatch):
+    import img2tab.tabular._wasserstein as w1_mod
+
+    monkeypatch.setattr(w1_mod, "_READ_BYTES", 4 * 400 * 6)  # 6-column read blocks: 9 blocks
+    rng = np.random.default_rng(11)
+    x = np.round(rng.normal(size=(400, 50)), 1).astype(np.float32)  # ties
+    y = (rng.random(400) < 0.4).astype(int)
+    one = wasserstein_relevance(x, y, standardize=False, chunk_size=3, n_jobs=1, **kw)
+    many = wasserstein_relevance(x, y, standardize=False, chunk_size=3, n_jobs=4, **kw)
+    np.testing.assert_array_equal(one, many)  # every block writes its own columns
+    w = kw.get("sample_weight")
+    ref = [wasserstein_distance(x[y == 0, k], x[y == 1, k], None if w is None else w[y == 0],
+                                None if w is None else w[y == 1]) for k in range(50)]
+    np.testing.assert_allclose(many, ref, rtol=0, atol=1e-12)
+    with pytest.raises(Img2TabInputError, match="n_jobs"):
+        wasserstein_relevance(x, y, n_jobs=0)

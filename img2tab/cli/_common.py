@@ -3,13 +3,17 @@ before any work starts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from img2tab.errors import Img2TabInputError
 
-__all__ = ["add_overwrite", "check_device", "check_output", "load_inverter_spec"]
+__all__ = [
+    "add_cluster", "add_overwrite", "check_device", "check_output", "cluster_client", "load_inverter_spec"
+]
 
 
 def load_inverter_spec(spec: str, device: str = "cpu") -> Any:
@@ -74,3 +78,30 @@ def check_output(path: str | os.PathLike | None, kind: str, overwrite: bool = Fa
         raise Img2TabInputError(f"{what} {str(path)!r}: {str(parent)!r} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise Img2TabInputError(f"{what} {str(path)!r}: cannot write in {str(parent)!r} (permission denied)")
+
+
+def add_cluster(p: Any) -> None:
+    """Add ``--scheduler ADDRESS`` / ``--workers N`` (run on a Dask cluster; needs img2tab[distributed])."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run on this Dask scheduler (e.g. tcp://host:8786); needs img2tab[distributed]")
+    g.add_argument("--workers", type=int, metavar="N", default=None,
+                   help="run on a local Dask cluster of N worker processes; needs img2tab[distributed]")
+
+
+@contextlib.contextmanager
+def cluster_client(args: Any) -> Iterator[Any]:
+    """A Dask client for ``--scheduler`` / ``--workers`` (None when neither is given); closed after."""
+    if getattr(args, "scheduler", None) is None and getattr(args, "workers", None) is None:
+        yield None
+        return
+    from img2tab.distributed import get_client
+
+    client = get_client(args.scheduler, args.workers)
+    try:
+        yield client
+    finally:
+        cluster = client.cluster if args.workers is not None else None
+        client.close()
+        if cluster is not None:
+            cluster.close()

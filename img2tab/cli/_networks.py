@@ -10,7 +10,14 @@ import numpy as np
 
 from img2tab.errors import Img2TabInputError
 
-from ._common import add_overwrite, check_device, check_output, load_inverter_spec
+from ._common import (
+    add_cluster,
+    add_overwrite,
+    check_device,
+    check_output,
+    cluster_client,
+    load_inverter_spec,
+)
 
 __all__ = ["register"]
 
@@ -62,20 +69,23 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     if args.label_column and table is not None:
         table.lookup([str(s) for s in sources[:1]], args.label_column)  # fail fast on bad columns
     inv = load_inverter_spec(args.model, args.device)
-    ds = encode_to_dataset(
-        sources,
-        inv,
-        args.out,
+    common = dict(
         batch_size=args.batch_size,
         shard_size=args.shard_size,
         labels=_getter(args.label_column),
         protected=_getter(args.protected_column),
         skip_errors=args.skip_errors,
         crop="center" if args.center_crop else None,
-        device=args.device,
         progress=not args.no_progress,
         meta={"label_column": args.label_column, "protected_column": args.protected_column},
     )
+    with cluster_client(args) as client:
+        if client is None:
+            ds = encode_to_dataset(sources, inv, args.out, device=args.device, **common)
+        else:
+            from img2tab.distributed import encode_distributed
+
+            ds = encode_distributed(sources, inv, args.out, client, **common)
     print(f"wrote {args.out}: {len(ds)} rows x {ds.n_features} features")
     return 0
 
@@ -107,5 +117,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--skip-errors", action="store_true", help="skip unreadable images")
     p.add_argument("--center-crop", action="store_true", help="centre-crop to square first")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_cluster(p)
     add_overwrite(p)
     p.set_defaults(func=_cmd_encode)

@@ -19,7 +19,7 @@ import numpy as np
 
 from img2tab.errors import Img2TabInputError
 
-from ._common import add_overwrite, check_device, check_output
+from ._common import add_cluster, add_overwrite, check_device, check_output, cluster_client
 
 __all__ = ["parse_indices", "parse_params", "register"]
 
@@ -115,13 +115,19 @@ def _write_text(text: str, output: str | None) -> None:
         logger.info("wrote %s", output)
 
 
-def _relevance_scores(psi: Any, labels: Any, standardize: bool, progress: bool) -> np.ndarray:
+def _relevance_scores(
+    psi: Any, labels: Any, standardize: bool, progress: bool, client: Any = None, source: Any = None
+) -> np.ndarray:
     from img2tab.tabular import wasserstein_relevance
 
-    w = np.asarray(
-        wasserstein_relevance(psi, labels, standardize=standardize, progress=progress),
-        dtype=np.float64,
-    )
+    if client is not None:  # one task per column block on the cluster
+        from img2tab.distributed import dataset_as_dask, wasserstein_relevance_dask
+
+        x = dataset_as_dask(source, chunk_rows=len(psi), chunk_cols=256).psi  # each task reads its columns
+        w = wasserstein_relevance_dask(x, labels, standardize, client=client)
+    else:
+        w = wasserstein_relevance(psi, labels, standardize=standardize, progress=progress)
+    w = np.asarray(w, dtype=np.float64)
     return w.max(axis=0) if w.ndim == 2 else w  # multi-class: largest one-vs-rest W1
 
 
@@ -144,10 +150,18 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         early_stopping_rounds=args.early_stopping_rounds,
     )
     logger.info("fitting %s on %d rows x %d features", args.model, len(ds), ds.n_features)
-    try:
-        clf.fit(ds.psi, ds.labels, progress=not args.no_progress)
-    except (ValueError, TypeError) as exc:
-        raise _param_error(exc, params, args.model) from exc
+    with cluster_client(args) as client:
+        try:
+            if client is None:
+                clf.fit(ds.psi, ds.labels, progress=not args.no_progress)
+            else:  # xgboost.dask; row blocks of the memory-mapped Ψ become partitions
+                from img2tab.distributed import dataset_as_dask
+
+                rows = max(1, -(-len(ds) // (2 * len(client.scheduler_info()["workers"]))))
+                x = dataset_as_dask(args.dataset, chunk_rows=rows, chunk_cols=ds.n_features).psi
+                clf.fit(x, ds.labels, client=client)
+        except (ValueError, TypeError) as exc:
+            raise _param_error(exc, params, args.model) from exc
     out = clf.save(args.output)
     summary: dict[str, Any] = {
         "output": str(out),
@@ -173,7 +187,9 @@ def _cmd_relevance(args: argparse.Namespace) -> int:
     target = ds.labels if args.by == "labels" else ds.protected
     if target is None:
         raise Img2TabInputError(f"dataset {args.dataset} has no protected attribute")
-    w = _relevance_scores(ds.psi, target, not args.no_standardize, not args.no_progress)
+    with cluster_client(args) as client:
+        w = _relevance_scores(ds.psi, target, not args.no_standardize, not args.no_progress, client,
+                              args.dataset)
     order = rank_descending(w)
     if args.top:
         order = order[: args.top]
@@ -328,6 +344,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--random-state", type=int, default=None)
     p.add_argument("--early-stopping-rounds", type=int, default=None)
     p.add_argument("--eval", metavar="DATASET", help="also report metrics on this dataset")
+    add_cluster(p)
     add_overwrite(p)
     _add_progress(p)
     p.set_defaults(func=_cmd_fit)
@@ -349,6 +366,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--no-standardize", action="store_true", help="W1 on raw values")
     p.add_argument("--format", choices=("csv", "markdown"), default="csv")
+    add_cluster(p)
     add_overwrite(p)
     _add_progress(p)
     p.set_defaults(func=_cmd_relevance)

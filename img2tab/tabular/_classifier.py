@@ -321,6 +321,7 @@ class ConceptClassifier(ClassifierMixin, BaseEstimator):
         *,
         eval_set: tuple[Any, Any] | None = None,
         progress: bool = False,
+        client: Any = None,
     ) -> ConceptClassifier:
         """Fit the inner model on Ψ.
 
@@ -336,11 +337,26 @@ class ConceptClassifier(ClassifierMixin, BaseEstimator):
             Validation data for early stopping (instead of a split of ``X``).
         progress : bool
             Show a tqdm bar over boosting rounds (XGBoost only).
+        client : distributed.Client, optional
+            Fit through ``xgboost.dask`` on this Dask cluster (``X`` may then be a Dask array,
+            which is also detected without ``client``: the default client is used). See
+            :func:`img2tab.distributed.fit_classifier_dask`; the result saves and predicts like
+            a local fit.
 
         Returns
         -------
         self
         """
+        if client is not None or type(X).__module__.startswith("dask."):
+            from img2tab.distributed import fit_classifier_dask  # optional extra, loaded on demand
+
+            if client is None:
+                from distributed import get_client
+
+                client = get_client()
+            return fit_classifier_dask(
+                self, X, y, client=client, sample_weight=sample_weight, eval_set=eval_set
+            )
         cfg = self._config()
         if y is not None and hasattr(y, "__len__") and not hasattr(X, "format"):  # not sparse
             try:

@@ -28,12 +28,19 @@ columns (and stds ``<= 1e-12``) use ``s = 1`` and give exactly 0. This matches
 
 Columns are processed in chunks so that the working memory stays around ``64 MB`` besides the
 input, which may be a read-only ``np.memmap``.
+
+Every column is independent, so blocks of columns run in a thread pool (``n_jobs``; numpy releases
+the GIL in its copies, sorts and gathers) and each block writes its own slice of the result: the
+numbers do not depend on the thread count. The Dask version of this loop, one task per column
+block, is :func:`img2tab.distributed.wasserstein_relevance_dask`.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -101,27 +108,36 @@ def _default_chunk(n: int, d: int, bytes_per_value: int) -> int:
     return int(max(1, min(d, _WORK_BYTES // max(1, bytes_per_value * n))))
 
 
-def _transposed_copy(x: np.ndarray, c0: int, c1: int) -> np.ndarray:
+def _transposed_copy(x: np.ndarray, c0: int, c1: int, order: np.ndarray | None = None) -> np.ndarray:
     """Columns ``c0:c1`` of ``x`` as a C-contiguous ``(c1 - c0, N)`` copy.
 
     Copies row blocks that fit in cache instead of walking each column down all rows, which
-    is several times faster for a row-major (possibly memory-mapped) ``x``.
+    is several times faster for a row-major (possibly memory-mapped) ``x``. With ``order``
+    (a permutation of the rows) the copy's columns follow it.
     """
     n = x.shape[0]
     out = np.empty((c1 - c0, n), dtype=x.dtype)
     rows = max(1, (1 << 18) // ((c1 - c0) * x.dtype.itemsize))
     for r0 in range(0, n, rows):
-        out[:, r0 : r0 + rows] = x[r0 : r0 + rows, c0:c1].T
+        if order is None:
+            out[:, r0 : r0 + rows] = x[r0 : r0 + rows, c0:c1].T
+        else:
+            out[:, r0 : r0 + rows] = x[order[r0 : r0 + rows], c0:c1].T
     return out
 
 
-def _chunk_quantile(
-    block: np.ndarray, class_rows: list[np.ndarray], comparisons: list[tuple[tuple[int, ...], ...]]
+def _chunk_quantile_grouped(
+    block: np.ndarray, bounds: list[tuple[int, int]], comparisons: list[tuple[tuple[int, ...], ...]]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unweighted W1 of a ``(c, N)`` block for single-class-vs-single-class comparisons."""
+    """Unweighted W1 of a ``(c, N)`` block for single-class-vs-single-class comparisons.
+
+    The block's columns are grouped by class: class ``k`` holds columns
+    ``bounds[k][0]:bounds[k][1]`` of ``block``. Each group is sorted in place (the block is a
+    private copy), which saves a per-class gather.
+    """
     sorted_cls = []
-    for rows in class_rows:
-        part = np.take(block, rows, axis=1)
+    for a, b in bounds:
+        part = block[:, a:b]
         part.sort(axis=1)
         sorted_cls.append(part)
     res = np.empty((len(comparisons), block.shape[0]))
@@ -159,6 +175,18 @@ def _chunk_std(block: np.ndarray, wn: np.ndarray | None, lo: np.ndarray, hi: np.
     return std
 
 
+def _n_threads(n_jobs: int | None, n_blocks: int) -> int:
+    """Threads to use: ``n_jobs`` (None: the usable cores), at most one per block."""
+    if n_jobs is None:
+        try:
+            n_jobs = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not on Linux
+            n_jobs = os.cpu_count() or 1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer) or n_jobs < 1:
+        raise Img2TabInputError(f"n_jobs must be a positive int or None, got {n_jobs!r}")
+    return int(max(1, min(n_jobs, n_blocks)))
+
+
 def wasserstein_relevance(
     psi: Any,
     labels: Any,
@@ -169,6 +197,7 @@ def wasserstein_relevance(
     chunk_size: int | None = None,
     progress: bool = False,
     return_classes: bool = False,
+    n_jobs: int | None = None,
 ) -> np.ndarray | tuple[np.ndarray, Any]:
     """Exact Wasserstein-1 distance between class-conditional distributions of every column.
 
@@ -189,6 +218,8 @@ def wasserstein_relevance(
         return_classes: also return what each output row compares: the class array
             ``np.unique(labels)`` (binary and ``"ovr"``) or the list of class pairs
             (``"pairwise"``).
+        n_jobs: threads over column blocks (None: every core this process may use; 1: no
+            pool). The result is the same for any value.
 
     Returns:
         float64 relevance scores, non-negative, exactly 0 for constant columns:
@@ -268,26 +299,44 @@ def wasserstein_relevance(
     )
 
     out = np.empty((len(comparisons), d), dtype=np.float64)
+    wn_or_none = None if w is None else wn
+    # Quantile path: copy the rows grouped by class, so each class is a slice to sort in place.
+    order = None if use_cdf else np.concatenate(class_rows)
+    sizes = np.cumsum([0] + [r.size for r in class_rows])
+    bounds = [(int(sizes[k]), int(sizes[k + 1])) for k in range(n_classes)]
+
+    def run_block(r0: int) -> int:
+        r1 = min(d, r0 + read_cols)
+        buf = _transposed_copy(x, r0, r1, order)  # (cols, n), never a view of the caller's data
+        for c0 in range(r0, r1, chunk_size):
+            c1 = min(r1, c0 + chunk_size)
+            block = buf[c0 - r0 : c1 - r0]
+            if use_cdf:
+                out[:, c0:c1], lo, hi = _chunk_cdf(block, signed)
+            else:
+                out[:, c0:c1], lo, hi = _chunk_quantile_grouped(block, bounds, comparisons)
+            if standardize:
+                out[:, c0:c1] /= _chunk_std(block, wn_or_none, lo, hi)
+        return r1 - r0
+
+    starts = range(0, d, read_cols)
+    workers = _n_threads(n_jobs, len(starts))
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=d, desc="W1", unit="col")
     try:
-        for r0 in range(0, d, read_cols):
-            r1 = min(d, r0 + read_cols)
-            buf = _transposed_copy(x, r0, r1)  # (cols, n), never a view of the caller's data
-            for c0 in range(r0, r1, chunk_size):
-                c1 = min(r1, c0 + chunk_size)
-                block = buf[c0 - r0 : c1 - r0]
-                if use_cdf:
-                    out[:, c0:c1], lo, hi = _chunk_cdf(block, signed)
-                else:
-                    out[:, c0:c1], lo, hi = _chunk_quantile(block, class_rows, comparisons)
-                if standardize:
-                    out[:, c0:c1] /= _chunk_std(block, None if w is None else wn, lo, hi)
+        if workers == 1:
+            for r0 in starts:
+                done = run_block(r0)
                 if bar is not None:
-                    bar.update(c1 - c0)
+                    bar.update(done)
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="img2tab-w1") as pool:
+                for done in pool.map(run_block, starts):
+                    if bar is not None:
+                        bar.update(done)
     finally:
         if bar is not None:
             bar.close()

@@ -1,0 +1,195 @@
+""":class:`~img2tab.tabular.ConceptClassifier` fitted through ``xgboost.dask``.
+
+The fitted classifier is an ordinary one: its inner model is a local ``xgboost.XGBClassifier``
+loaded from the booster the cluster trained, so ``predict``, importances, contributions and
+:meth:`~img2tab.tabular.ConceptClassifier.save` work, and save in the same format, as after a
+single-process fit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from img2tab.errors import Img2TabInputError
+from img2tab.tabular._validation import as_int_seed, check_masked
+
+from ._client import require_dask
+
+__all__ = ["fit_classifier_dask", "predict_proba_dask"]
+
+logger = logging.getLogger(__name__)
+
+
+def _fill_columns(
+    block: np.ndarray, columns: np.ndarray, values: np.ndarray, block_info: Any = None
+) -> np.ndarray:
+    """A copy of ``block`` whose global ``columns`` hold ``values`` (``"mean"`` masking)."""
+    c0, c1 = block_info[0]["array-location"][1]
+    sel = (columns >= c0) & (columns < c1)
+    if not sel.any():
+        return block
+    out = np.array(block, copy=True)
+    out[:, columns[sel] - c0] = values[sel].astype(out.dtype)
+    return out
+
+
+def _masked_view(clf: Any, X: Any) -> Any:
+    """The inner model's view of dask ``X`` (columns dropped or set to their means), lazily."""
+    if clf.masked_features_.size == 0:
+        return X
+    if clf.mask_strategy_ == "drop":
+        return X[:, clf.kept_features_]
+    return X.map_blocks(_fill_columns, clf.masked_features_, clf.mask_values_, dtype=X.dtype)
+
+
+def _rows_like(values: np.ndarray, X: Any) -> Any:
+    import dask.array as da
+
+    return da.from_array(values, chunks=(X.chunks[0],))
+
+
+def fit_classifier_dask(clf: Any, X: Any, y: Any, *, client: Any, sample_weight: Any = None,
+                        eval_set: tuple[Any, Any] | None = None) -> Any:
+    """Fit ``clf`` (``model="xgboost"``) on a Dask array through ``xgboost.dask``.
+
+    Masking, the early-stopping split (the same stratified split of row indices as a local
+    fit, then rows taken lazily), ``eval_set`` and ``sample_weight`` behave as in
+    :meth:`ConceptClassifier.fit`.
+
+    Args:
+        clf: an unfitted or fitted :class:`ConceptClassifier`; fitted in place and returned.
+        X: ``(N, D)`` dask array of Ψ (row chunks become XGBoost partitions).
+        y: ``(N,)`` labels (numpy or dask; they are gathered: labels are small).
+        client: a :class:`distributed.Client`.
+        sample_weight: optional ``(N,)`` weights.
+        eval_set: optional ``(X_val, y_val)`` for early stopping (dask or numpy).
+
+    Returns:
+        ``clf``.
+    """
+    require_dask()
+    import dask.array as da
+    import xgboost
+    import xgboost.dask  # noqa: F401  (a submodule, not imported by xgboost itself)
+    from sklearn.model_selection import train_test_split
+
+    if clf.model != "xgboost":
+        raise Img2TabInputError(f"the Dask fit needs model='xgboost', this classifier is {clf.model!r}")
+    cfg = clf._config()
+    if cfg["standardize"]:
+        raise Img2TabInputError("standardize=True is not supported on Dask (trees do not need it)")
+    if not isinstance(X, da.Array):
+        X = da.from_array(np.asarray(X), chunks=(max(1, len(X) // 2), -1))
+    if X.ndim != 2:
+        raise Img2TabInputError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+    y = np.asarray(y.compute() if hasattr(y, "compute") else y).reshape(-1)
+    if y.shape[0] != X.shape[0]:
+        raise Img2TabInputError(f"X has {X.shape[0]} rows but y has {y.shape[0]} labels")
+    classes, y_enc = np.unique(y, return_inverse=True)
+    y_enc = y_enc.reshape(-1).astype(np.int64)
+    if classes.size < 2:
+        raise Img2TabInputError(f"y contains only one class ({classes[0]!r}); a classifier needs two")
+    sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    n_features = int(X.shape[1])
+    masked = check_masked(clf.masked_features, n_features)
+
+    clf.classes_ = classes
+    clf.n_features_in_ = n_features
+    clf.masked_features_ = masked
+    clf.mask_strategy_ = clf.mask_strategy
+    if clf.mask_strategy == "drop":
+        clf.kept_features_ = np.setdiff1d(np.arange(n_features, dtype=np.int64), masked)
+        clf.mask_values_ = None
+    else:
+        clf.kept_features_ = np.arange(n_features, dtype=np.int64)
+        if masked.size:
+            cols = X[:, masked]
+            if sw is None:
+                means = cols.mean(axis=0, dtype=np.float64)
+            else:
+                wd = _rows_like(sw, X)
+                means = (cols * wd[:, None]).sum(axis=0, dtype=np.float64) / sw.sum()
+            clf.mask_values_ = np.asarray(client.compute(means).result(), dtype=np.float64)
+        else:
+            clf.mask_values_ = np.zeros(0)
+    Xm = _masked_view(clf, X)
+
+    fit_kw: dict[str, Any] = {}
+    esr = cfg["early_stopping_rounds"]
+    X_fit, y_fit, sw_fit = Xm, y_enc, sw
+    if esr is not None:
+        if eval_set is not None:
+            Xv = eval_set[0] if isinstance(eval_set[0], da.Array) else da.from_array(np.asarray(eval_set[0]))
+            yv = eval_set[1].compute() if hasattr(eval_set[1], "compute") else eval_set[1]
+            yv = np.asarray(yv).reshape(-1)
+            unknown = np.setdiff1d(np.unique(yv), classes)
+            if unknown.size:
+                raise Img2TabInputError(f"eval_set labels {unknown[:5].tolist()} were not seen in y")
+            X_val, y_val, sw_val = _masked_view(clf, Xv), np.searchsorted(classes, yv), None
+        else:
+            idx = np.arange(X.shape[0])
+            seed = as_int_seed(cfg["random_state"])
+            try:
+                tr, va = train_test_split(
+                    idx, test_size=clf.validation_fraction, stratify=y_enc, random_state=seed
+                )
+            except ValueError:
+                tr, va = train_test_split(idx, test_size=clf.validation_fraction, random_state=seed)
+            tr, va = np.sort(tr), np.sort(va)
+            X_fit, y_fit = Xm[tr], y_enc[tr]
+            X_val, y_val = Xm[va], y_enc[va]
+            sw_fit = None if sw is None else sw[tr]
+            sw_val = None if sw is None else sw[va]
+        fit_kw["eval_set"] = [(X_val, _rows_like(y_val, X_val))]
+        if sw_val is not None:
+            fit_kw["sample_weight_eval_set"] = [_rows_like(sw_val, X_val)]
+        fit_kw["verbose"] = False
+    if sw_fit is not None:
+        fit_kw["sample_weight"] = _rows_like(sw_fit, X_fit)
+
+    params = clf._build(cfg).get_params()
+    params.pop("callbacks", None)
+    dest = xgboost.dask.DaskXGBClassifier(**params)
+    dest.client = client
+    logger.info("xgboost.dask fit: %d rows x %d columns in %d partitions", X_fit.shape[0], X_fit.shape[1],
+                X_fit.numblocks[0])
+    dest.fit(X_fit, _rows_like(y_fit, X_fit), **fit_kw)
+    local = xgboost.XGBClassifier(**params)
+    with tempfile.TemporaryDirectory() as tmp:  # the sklearn metadata travels with the file
+        path = os.path.join(tmp, "model.json")
+        dest.save_model(path)
+        local.load_model(path)
+    clf.estimator_ = local
+    clf.device_ = cfg["device"]
+    clf.best_iteration_ = clf._backend.best_iteration(local) if esr is not None else None
+    from img2tab.tabular._classifier import _normalise
+
+    clf.feature_importances_ = _normalise(clf.importance())
+    return clf
+
+
+def predict_proba_dask(clf: Any, X: Any, *, client: Any) -> Any:
+    """Class probabilities of a fitted XGBoost :class:`ConceptClassifier` on a Dask array.
+
+    Returns:
+        A lazy ``(N, n_classes)`` float dask array (columns in ``clf.classes_`` order), computed
+        on the workers with the rounds up to ``best_iteration_``.
+    """
+    require_dask()
+    import dask.array as da
+    import xgboost
+    import xgboost.dask  # noqa: F401  (a submodule, not imported by xgboost itself)
+
+    if clf.model != "xgboost":
+        raise Img2TabInputError(f"predict_proba_dask needs model='xgboost', got {clf.model!r}")
+    if X.shape[1] != clf.n_features_in_:
+        raise Img2TabInputError(f"X has {X.shape[1]} features, the classifier expects {clf.n_features_in_}")
+    p = xgboost.dask.inplace_predict(client, clf.booster(), _masked_view(clf, X))
+    if p.ndim == 1:
+        p = da.stack([1.0 - p, p], axis=1)
+    return p

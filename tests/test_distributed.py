@@ -1,0 +1,185 @@
+"""Img2Tab on a Dask LocalCluster (2 workers x 1 thread): encode, zarr Ψ, W1, xgboost.dask."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("distributed", reason="needs the img2tab[distributed] extra")
+pytest.importorskip("zarr", reason="needs the img2tab[distributed] extra")
+
+from img2tab.distributed import (  # noqa: E402
+    encode_distributed,
+    open_zarr,
+    predict_proba_dask,
+    save_zarr,
+    wasserstein_relevance_dask,
+    zarr_to_dataset,
+)
+from img2tab.encode import encode_to_dataset  # noqa: E402
+from img2tab.errors import Img2TabInputError  # noqa: E402
+from img2tab.tabular import ConceptClassifier, PsiDataset, load_classifier, wasserstein_relevance  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                           memory_limit="2GB")
+    c = Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture
+def folder(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(d / f"{i:06d}.png")
+    return d
+
+
+def _labels(ids):
+    return np.array([int(i.rsplit("/", 1)[-1][:6]) % 2 for i in ids])
+
+
+def test_distributed_encode_equals_local_and_resumes_after_a_failed_shard(tmp_path, folder, tiny_inverter,
+                                                                          client):
+    torch.set_num_threads(1)
+    local = encode_to_dataset(folder, tiny_inverter, tmp_path / "local.psi", batch_size=2, shard_size=3,
+                              labels=_labels, progress=False)
+    # a broken image in shard 1 makes that task fail; the other shards are kept
+    good = (folder / "000004.png").read_bytes()
+    (folder / "000004.png").write_bytes(b"not a png")
+    out = tmp_path / "dist.psi"
+    with pytest.raises(Img2TabInputError, match="1 shard"):
+        encode_distributed(folder, tiny_inverter, out, client, batch_size=2, shard_size=3, labels=_labels,
+                           retries=0, progress=False)
+    shards = tmp_path / "dist.psi.shards"
+    kept = {p.name: (p / "meta.json").stat().st_mtime_ns for p in shards.glob("shard-*.psi")}
+    assert sorted(kept) == ["shard-00000.psi", "shard-00002.psi", "shard-00003.psi"]
+    (folder / "000004.png").write_bytes(good)
+    ds = encode_distributed(folder, tiny_inverter, out, client, batch_size=2, shard_size=3, labels=_labels,
+                            progress=False)
+    np.testing.assert_array_equal(ds.ids, local.ids)  # no lost or duplicated rows, same order
+    np.testing.assert_array_equal(ds.labels, local.labels)
+    np.testing.assert_allclose(ds.psi, local.psi, rtol=0, atol=1e-6)
+    assert not shards.exists()
+
+
+def test_distributed_encode_survives_a_killed_worker(tmp_path, folder, tiny_inverter, client):
+    local = encode_to_dataset(folder, tiny_inverter, tmp_path / "local.psi", batch_size=1, shard_size=1,
+                              progress=False)
+    pids = client.run(os.getpid)
+    victim = sorted(pids.values())[0]
+    result = {}
+
+    def run():
+        result["ds"] = encode_distributed(folder, tiny_inverter, tmp_path / "d.psi", client, batch_size=1,
+                                          shard_size=1, progress=False)
+
+    t = threading.Thread(target=run)
+    t.start()
+    shards = tmp_path / "d.psi.shards"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(shards.glob("shard-*.psi/meta.json")):
+        time.sleep(0.01)
+    os.kill(victim, signal.SIGKILL)  # the nanny restarts it; its running shard is rescheduled
+    t.join(120)
+    client.wait_for_workers(2, timeout=60)  # the nanny brought a fresh process up
+    assert victim not in client.run(os.getpid).values()
+    ds = result["ds"]
+    np.testing.assert_array_equal(ds.ids, local.ids)
+    np.testing.assert_allclose(ds.psi, local.psi, rtol=0, atol=1e-6)
+
+
+def _psi(n=600, d=70, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(size=(n, d)), 2).astype(np.float32)  # ties
+    y3 = rng.integers(0, 3, n)
+    x[:, 5] += y3.astype(np.float32)
+    x[:, 9] = 1.5  # constant column: exactly 0
+    return x, y3
+
+
+def test_zarr_round_trip_and_dask_w1_equals_single_process(tmp_path, client):
+    x, y3 = _psi()
+    ds = PsiDataset(x, labels=y3, ids=np.array([f"im{i}" for i in range(len(x))]), meta={"k": 1})
+    store = save_zarr(ds, tmp_path / "psi.zarr", chunk_rows=128, chunk_cols=16)
+    dz = open_zarr(store)
+    assert dz.psi.chunks[0][0] == 128 and dz.psi.chunks[1][0] == 16 and dz.meta == {"k": 1}
+    np.testing.assert_array_equal(dz.ids, ds.ids)
+    back = zarr_to_dataset(store, tmp_path / "back.psi")
+    np.testing.assert_array_equal(np.asarray(back.psi), x)
+    np.testing.assert_array_equal(back.labels, y3)
+    yb = (y3 == 1).astype(int)
+    for labels, kw in ((yb, {}), (y3, {"multiclass": "pairwise"}), (y3, {"multiclass": "ovr"}),
+                       (yb, {"sample_weight": np.linspace(0.5, 2, len(x)), "standardize": False})):
+        ref = wasserstein_relevance(x, labels, **kw)
+        got = wasserstein_relevance_dask(dz.psi, labels, client=client, block_cols=35, **kw)
+        assert got.shape == ref.shape
+        assert np.max(np.abs(got - ref)) <= 1e-12
+        if labels is yb:
+            assert got[9] == 0.0 and np.argmax(got) == 5  # constant column; the planted one
+
+
+def test_xgboost_dask_fit_predict_and_save_format(tmp_path, client):
+    import dask.array as da
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(800, 24)).astype(np.float32)
+    y = (x[:, 3] + 0.3 * rng.normal(size=800) > 0).astype(int)
+    x[:, 7] = y + 0.01 * rng.normal(size=800)  # a leak, masked below
+    X = da.from_array(x, chunks=(200, 24))
+    params = {"n_estimators": 30, "max_depth": 3, "learning_rate": 0.3, "n_jobs": 1}
+    clf = ConceptClassifier(params=params, masked_features=[7], mask_strategy="mean", random_state=0,
+                            early_stopping_rounds=5, device="cpu")
+    clf.fit(X, y, client=client)
+    assert clf.feature_importances_[7] == 0 and np.argmax(clf.feature_importances_) == 3
+    assert clf.best_iteration_ is not None and abs(clf.mask_values_[0] - x[:, 7].mean()) < 1e-6
+    proba = clf.predict_proba(x)
+    np.testing.assert_allclose(predict_proba_dask(clf, X, client=client).compute(), proba, atol=1e-6)
+    assert (clf.predict(x) == y).mean() > 0.85
+    values, bias = clf.contributions(x[:5])
+    np.testing.assert_allclose(values.sum(1) + bias, clf.decision_function(x[:5]), atol=1e-4)
+    # same folder format as a local fit; loads and predicts identically
+    local = ConceptClassifier(params=params, masked_features=[7], mask_strategy="mean", random_state=0,
+                              early_stopping_rounds=5, device="cpu").fit(x, y)
+    clf.save(tmp_path / "dask_clf")
+    local.save(tmp_path / "local_clf")
+    assert sorted(p.name for p in (tmp_path / "dask_clf").iterdir()) == sorted(
+        p.name for p in (tmp_path / "local_clf").iterdir())
+    np.testing.assert_array_equal(load_classifier(tmp_path / "dask_clf").predict_proba(x), proba)
+
+
+def test_cli_relevance_and_fit_on_a_scheduler(tmp_path, client, capsys):
+    from img2tab.cli import main
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 40)).astype(np.float32)
+    y = (rng.random(300) < 0.5).astype(int)
+    x[:, 11] += 2.0 * y
+    PsiDataset(x, labels=y).save(tmp_path / "d.psi")
+    addr = client.scheduler.address
+    ds = str(tmp_path / "d.psi")
+    assert main(["relevance", ds, "-o", str(tmp_path / "local.csv"), "--no-progress"]) == 0
+    rc = main(["relevance", ds, "-o", str(tmp_path / "dask.csv"), "--no-progress", "--scheduler", addr])
+    assert rc == 0
+    assert (tmp_path / "dask.csv").read_text() == (tmp_path / "local.csv").read_text()
+    assert (tmp_path / "dask.csv").read_text().splitlines()[1].split(",")[1] == "11"
+    assert main(["fit", ds, "-o", str(tmp_path / "clf"), "--no-progress", "--device", "cpu",
+                 "--param", "n_estimators=10", "--param", "max_depth=2", "--scheduler", addr]) == 0
+    assert np.argmax(load_classifier(tmp_path / "clf").feature_importances_) == 11
+    with pytest.raises(SystemExit):
+        main(["relevance", str(tmp_path / "d.psi"), "--scheduler", addr, "--workers", "2"])
