@@ -116,6 +116,15 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | N
     return atomic_write_text(path, text + "\n")
 
 
+def atomic_savefig(fig: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix of ``path``). Returns the path."""
+    target = Path(path)
+    fmt = kwargs.pop("format", None) or (target.suffix.lstrip(".") or "png")
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format=fmt, **kwargs)
+    return target
+
+
 def atomic_save_npz(path: str | os.PathLike[str], **arrays: Any) -> Path:
     """Save arrays to an ``.npz`` file atomically, never as pickles.
 

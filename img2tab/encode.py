@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._atomic import atomic_write_text
 from ._device import resolve_device
 from .errors import Img2TabInputError
 from .io import LoadReport, _expand, iter_image_batches
@@ -46,9 +47,7 @@ def _ids_digest(ids: list[str]) -> str:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2))
 
 
 def encode_to_dataset(

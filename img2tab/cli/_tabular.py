@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from img2tab._atomic import atomic_savefig, atomic_write_text
 from img2tab.errors import Img2TabInputError
 
 from ._common import add_cluster, add_overwrite, check_device, check_output, cluster_client
@@ -111,7 +112,7 @@ def _write_text(text: str, output: str | None) -> None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(text, encoding="utf-8")
+        atomic_write_text(output, text)
         logger.info("wrote %s", output)
 
 
@@ -300,9 +301,9 @@ def _cmd_debug(args: argparse.Namespace) -> int:
     data = report.to_dict()
     if suggestions is not None:
         data["suggested"] = suggestions.to_dicts()
-    (out / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out / "report.json", json.dumps(data, indent=2) + "\n")
     fig = plot_debug_report(report)
-    fig.savefig(out / "report.png", dpi=120)
+    atomic_savefig(fig, out / "report.png", dpi=120)
     if not args.no_save_classifier:
         report.classifier.save(out / "classifier")
     steps.update(1)

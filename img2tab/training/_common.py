@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import _atomic
+
 __all__ = [
     "RunLog",
     "accumulate",
@@ -221,11 +223,7 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
     """Write a text file atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    return _atomic.atomic_write_text(path, text)
 
 
 def checkpoint_steps(directory: str | os.PathLike, pattern: str) -> list[tuple[int, Path]]:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._atomic import atomic_savefig, atomic_write_text
 from ..networks.inverter import Inverter
 
 __all__ = ["DemoConfig", "readme_snippet", "run_demo"]
@@ -66,7 +67,7 @@ class DemoConfig:
 
 
 def _save(fig: Any, path: Path) -> str:
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    atomic_savefig(fig, path, dpi=100, bbox_inches="tight")
     return path.name
 
 
@@ -234,9 +235,9 @@ def run_demo(
     steps.close()
     m["figures"] = figs
     m["seconds"] = round(time.perf_counter() - t0, 1)
-    (out / "metrics.json").write_text(json.dumps(m, indent=2, default=_json_default))
-    (out / "report.md").write_text(_report(m, comparison, top, sugg, rep, dbg))
-    (out / "readme_snippet.md").write_text(readme_snippet(m))
+    atomic_write_text(out / "metrics.json", json.dumps(m, indent=2, default=_json_default))
+    atomic_write_text(out / "report.md", _report(m, comparison, top, sugg, rep, dbg))
+    atomic_write_text(out / "readme_snippet.md", readme_snippet(m))
     return m
 
 

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .._atomic import atomic_savefig, atomic_write_text
 from ..metrics import psnr, ssim
 from ..networks.cnn import SmallCNN, fit_cnn
 from ..networks.inverter import Inverter
@@ -456,7 +457,7 @@ def run_evaluation(
     metrics["reconstruction"] = {**rec_stats, "bar_psnr": 24.0,
                                  "passed": rec_stats["psnr_mean"] >= 24.0}
     fig = plot_reconstructions(x_held[:16], recs[:16])
-    fig.savefig(out / "reconstructions.png", dpi=100, bbox_inches="tight")
+    atomic_savefig(fig, out / "reconstructions.png", dpi=100, bbox_inches="tight")
 
     # 2. probes and classification on a balanced task (spurious factor independent)
     tr = make_task(cfg.n_train, seed=cfg.seed + 1, size=size)
@@ -497,7 +498,7 @@ def run_evaluation(
         "strength_std": cfg.strength,
     }
     fig = plot_effect_matrix(val["effect"], [layout.label(k) for k in top], val["factors"])
-    fig.savefig(out / "concept_effects.png", dpi=100, bbox_inches="tight")
+    atomic_savefig(fig, out / "concept_effects.png", dpi=100, bbox_inches="tight")
 
     # 4. debugging with a spurious factor
     dbg, timings["debugging"] = timed(spurious_debugging, inv, size, cfg.n_spurious_train,
@@ -513,8 +514,8 @@ def run_evaluation(
         metrics["debugging_extra"].append(debug_summary(extra, layout))
     timings["total"] = time.perf_counter() - t0
     metrics["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (out / "report.md").write_text(evaluation_markdown(metrics))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    atomic_write_text(out / "report.md", evaluation_markdown(metrics))
     return metrics
 
 
