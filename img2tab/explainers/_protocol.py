@@ -216,6 +216,15 @@ class ConceptExplainer(ABC):
         self._check_fitted()
         return [c.name for c in self.concepts_]
 
+    def _evidence_weights(self, concept: int | None, top: int) -> tuple[np.ndarray, np.ndarray]:
+        """Concepts and weights of an evidence map: ``concept`` alone (weight 1), or for ``None`` the
+        top ``top`` concepts weighted by ``|w_c|`` (normalised; uniform when all are 0)."""
+        if concept is not None:
+            return check_concept_indices([concept], len(self.concepts_)), np.ones(1)
+        idx = np.arange(min(int(top), len(self.concepts_)))
+        w = np.abs(self.importances()[idx])
+        return idx, (w / w.sum() if w.sum() > 0 else np.full(len(idx), 1.0 / len(idx)))
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "concepts_"):
             raise Img2TabInputError(f"{type(self).__name__} is not fitted; call fit(images, y) first")

@@ -83,7 +83,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +93,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._atomic import atomic_save_npz
 from ..errors import Img2TabInputError
 from ._protocol import Concept, ConceptExplainer, Intervention, check_concept_indices, check_images
 
@@ -421,19 +421,6 @@ def _model_digest(model: Any) -> str:
     return type(target).__qualname__
 
 
-def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 @torch.no_grad()
 def style_effects(
     logits_of_psi: LogitsOfPsi,
@@ -517,7 +504,8 @@ def style_effects(
         effects[a:b] = (out.reshape(b - a, 2, s, c).numpy() - base[a:b, None, None, :]).astype(np.float32)
         done[ci] = True
         if path is not None:
-            _save_npz_atomic(path, effects=effects, done=done, base=base, key=np.array(key))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_save_npz(path, effects=effects, done=done, base=base, key=np.array(key))
     bar.close()
     return effects, base
 

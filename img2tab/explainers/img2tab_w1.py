@@ -223,13 +223,7 @@ class Img2TabExplainer(ConceptExplainer):
         """``sum_rgb |G(Ψ + k sd e_c) - G(Ψ)|`` ``[N, H, W]`` (importance-weighted over the top
         ``evidence_top`` concepts when ``concept`` is None)."""
         self._check_fitted()
-        if concept is None:
-            idx = np.arange(min(int(self.evidence_top), len(self.concepts_)))
-            w = np.abs(self.importances()[idx])
-            w = w / w.sum() if w.sum() > 0 else np.full(len(idx), 1.0 / len(idx))
-        else:
-            idx = check_concept_indices([concept], len(self.concepts_))
-            w = np.ones(1)
+        idx, w = self._evidence_weights(concept, self.evidence_top)
         psi = self._psi(images)
         n = psi.shape[0]
         batch = [psi]

@@ -170,13 +170,7 @@ class OracleConceptExplainer(ConceptExplainer):
         from ..world.groundtruth import factor_masks
 
         self._check_fitted()
-        if concept is None:
-            idx = np.arange(min(int(self.evidence_top), len(self.concepts_)))
-            w = np.abs(self.importances()[idx])
-            w = w / w.sum() if w.sum() > 0 else np.full(len(idx), 1.0 / len(idx))
-        else:
-            idx = check_concept_indices([concept], len(self.concepts_))
-            w = np.ones(1)
+        idx, w = self._evidence_weights(concept, self.evidence_top)
         names = [FACTOR_NAMES[self.factor_order_[i]] for i in idx]
         masks = factor_masks(self._factors(check_images(images)), self.size, names, n_values=self.n_values)
         return sum(float(wj) * masks[n].astype(np.float64) for wj, n in zip(w, names))
