@@ -100,23 +100,16 @@ def fit_classifier_dask(clf: Any, X: Any, y: Any, *, client: Any, sample_weight:
 
     clf.classes_ = classes
     clf.n_features_in_ = n_features
-    clf.masked_features_ = masked
-    clf.mask_strategy_ = clf.mask_strategy
-    if clf.mask_strategy == "drop":
-        clf.kept_features_ = np.setdiff1d(np.arange(n_features, dtype=np.int64), masked)
-        clf.mask_values_ = None
-    else:
-        clf.kept_features_ = np.arange(n_features, dtype=np.int64)
-        if masked.size:
-            cols = X[:, masked]
-            if sw is None:
-                means = cols.mean(axis=0, dtype=np.float64)
-            else:
-                wd = _rows_like(sw, X)
-                means = (cols * wd[:, None]).sum(axis=0, dtype=np.float64) / sw.sum()
-            clf.mask_values_ = np.asarray(client.compute(means).result(), dtype=np.float64)
+
+    def column_means(cols: np.ndarray) -> np.ndarray:
+        sub = X[:, cols]
+        if sw is None:
+            means = sub.mean(axis=0, dtype=np.float64)
         else:
-            clf.mask_values_ = np.zeros(0)
+            means = (sub * _rows_like(sw, X)[:, None]).sum(axis=0, dtype=np.float64) / sw.sum()
+        return np.asarray(client.compute(means).result(), dtype=np.float64)
+
+    clf._init_mask(n_features, masked, column_means)
     Xm = _masked_view(clf, X)
 
     fit_kw: dict[str, Any] = {}

@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -313,6 +313,26 @@ class ConceptClassifier(ClassifierMixin, BaseEstimator):
         return est[-1] if hasattr(est, "steps") else est
 
     # ------------------------------------------------------------------ fit / predict
+    def _init_mask(self, n_features: int, masked: np.ndarray,
+                   column_means: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Set ``masked_features_``, ``mask_strategy_``, ``kept_features_`` and ``mask_values_``.
+
+        Args:
+            n_features: width of Ψ.
+            masked: validated masked column indices ``[k]``.
+            column_means: ``cols -> [len(cols)]`` (sample-weighted) training means of those
+                columns; called only for ``mask_strategy="mean"`` with at least one masked column.
+        """
+        self.masked_features_ = masked
+        self.mask_strategy_ = self.mask_strategy
+        if self.mask_strategy == "drop":
+            self.kept_features_ = np.setdiff1d(np.arange(n_features, dtype=np.int64), masked)
+            self.mask_values_ = None
+        else:
+            self.kept_features_ = np.arange(n_features, dtype=np.int64)
+            self.mask_values_ = (np.asarray(column_means(masked), dtype=np.float64) if masked.size
+                                 else np.zeros(0))
+
     def fit(
         self,
         X: Any,
@@ -394,18 +414,8 @@ class ConceptClassifier(ClassifierMixin, BaseEstimator):
         masked = _check_masked(self.masked_features, n_features)
 
         self.classes_ = classes
-        self.masked_features_ = masked
-        self.mask_strategy_ = self.mask_strategy
-        if self.mask_strategy == "drop":
-            self.kept_features_ = np.setdiff1d(np.arange(n_features, dtype=np.int64), masked)
-            self.mask_values_ = None
-        else:
-            self.kept_features_ = np.arange(n_features, dtype=np.int64)
-            self.mask_values_ = (
-                np.average(X[:, masked], axis=0, weights=sw).astype(np.float64)
-                if masked.size
-                else np.zeros(0)
-            )
+        self._init_mask(n_features, masked,
+                        lambda cols: np.average(X[:, cols], axis=0, weights=sw).astype(np.float64))
         Xm = self._apply_mask(X)
 
         fit_kw: dict[str, Any] = {}
