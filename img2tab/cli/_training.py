@@ -156,7 +156,8 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
         "delta_norm_lambda",
         "adv_lambda", "adv_start", "adv_every", "d_lr", "r1", "d_reg_every", "mapping_lambda",
         "mapping_lr",
-        "ema_decay", "noise_mode", "n_sample"])
+        "ema_decay", "noise_mode", "n_sample", "color", "cycle_lambda", "cycle_mode",
+        "cycle_every", "cycle_batch", "cycle_sd", "cycle_channels"])
     cfg = AutoencoderTrainConfig(**kw)
     trainer = AutoencoderTrainer(cfg, args.data, args.out, resume=args.resume)
     trainer.train()
@@ -265,4 +266,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--noise-mode", choices=("const", "random"), default=None,
                    help="generator noise during training (const)")
     g.add_argument("--n-sample", type=int, default=None, help="images per sample grid")
+    g.add_argument("--color", choices=("rgb", "gray", "auto"), default=None,
+                   help="gray ties the toRGB output rows (R = G = B, toRGB channels change "
+                        "brightness only); auto = gray when every training image is gray")
+    g = p.add_argument_group("cycle regulariser (concepts that survive a round trip)")
+    g.add_argument("--cycle-lambda", type=float, default=None, help="weight (0 = off)")
+    g.add_argument("--cycle-mode", choices=("mix", "style"), default=None,
+                   help="mix: W+ rows of two images mixed at a random layer cut; style: a few "
+                        "random Ψ channels edited by ±--cycle-sd standard deviations; either "
+                        "way the encoder must read the edited code back from its render")
+    g.add_argument("--cycle-every", type=int, default=None, help="apply every N steps")
+    g.add_argument("--cycle-batch", type=float, default=None, help="share of the batch used")
+    g.add_argument("--cycle-sd", type=float, default=None,
+                   help="style mode: edit size in batch standard deviations")
+    g.add_argument("--cycle-channels", type=int, default=None,
+                   help="style mode: channels edited per image")
     p.set_defaults(func=_train_autoencoder)

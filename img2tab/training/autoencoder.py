@@ -12,6 +12,26 @@ noise buffers by default)::
     mse_lambda * MSE(y, x) + l1_lambda * L1(y, x) + msssim_lambda * (1 - MS-SSIM(y, x))
     + delta_norm_lambda * sum_i mean ||w_i - w_0||          # e4e regulariser: keeps W+ near W
     + adv_lambda * softplus(-D(y))                          # light adversarial term, from adv_start
+    + cycle_lambda * cycle loss                             # optional, see below
+
+Cycle regularisation (``cycle_lambda > 0``, every ``cycle_every`` steps, on the first
+``cycle_batch`` share of the batch), with the batch codes ``w`` detached:
+
+* ``cycle_mode="mix"`` (style mixing): ``w_mix`` takes the W+ rows before a random cut from one
+  image and the rows from the cut on from another; the loss is
+  ``mean (E(G(w_mix)) + latent_avg - w_mix)^2 / var(w)``: the generator must render every
+  layer's code so that the encoder can read it back layer by layer.
+* ``cycle_mode="style"`` (StyleSpace edits): ``cycle_channels`` random Ψ channels of every image
+  are moved by ``±cycle_sd`` batch standard deviations; the loss is the squared error between
+  the Ψ re-encoded from the edited render and the edited Ψ, in units of each channel's standard
+  deviation (floored at a tenth of the mean): single-channel edits must change the image in a
+  way the encoder reads back, which is what an edit's round trip (render, re-encode, classify)
+  needs.
+
+``color="gray"`` ties the three output rows of every toRGB layer (weights and bias, at
+initialisation and after every step), so the generator renders R = G = B exactly while keeping
+the rosinality RGB layout; toRGB StyleSpace channels then change brightness only, never a tint.
+``color="auto"`` chooses gray when every training image has R = G = B.
 
 The discriminator (a small rosinality ``Discriminator``) sees real images against
 reconstructions, with lazy R1. ``latent_avg`` is fixed: the mean mapping output of the initial
@@ -102,6 +122,14 @@ class AutoencoderTrainConfig:
         ema_decay: EMA of encoder and generator (exported); 0 = export the raw networks.
         latent_avg_samples: samples averaged for ``latent_avg`` at initialisation.
         noise_mode: generator noise in training, ``"const"`` (fixed buffers) or ``"random"``.
+        color: ``"rgb"``, ``"gray"`` (toRGB output rows tied: R = G = B) or ``"auto"`` (gray
+            when every training image is gray).
+        cycle_lambda: weight of the cycle regulariser (0 = off).
+        cycle_mode: ``"mix"`` (W+ style mixing) or ``"style"`` (sparse Ψ edits).
+        cycle_every: apply it every this many steps.
+        cycle_batch: share of the batch it uses (at least 2 images).
+        cycle_sd: edit size of the ``"style"`` mode, in batch standard deviations.
+        cycle_channels: channels edited per image in the ``"style"`` mode.
         mirror, data, seed, device, sample_every, save_every, log_every, n_sample,
         keep_checkpoints, progress: as in
         :class:`~img2tab.training.stylegan2.StyleGAN2TrainConfig`.
@@ -144,6 +172,13 @@ class AutoencoderTrainConfig:
     ema_decay: float = 0.999
     latent_avg_samples: int = 4096
     noise_mode: str = "const"
+    color: str = "rgb"
+    cycle_lambda: float = 0.0
+    cycle_mode: str = "mix"
+    cycle_every: int = 1
+    cycle_batch: float = 0.5
+    cycle_sd: float = 3.0
+    cycle_channels: int = 4
     mirror: bool = False
     data: str = ""
     seed: int = 0
@@ -154,6 +189,14 @@ class AutoencoderTrainConfig:
     n_sample: int = 8
     keep_checkpoints: int = 3
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.color not in ("rgb", "gray", "auto"):
+            raise ValueError(f"color must be 'rgb', 'gray' or 'auto', got {self.color!r}")
+        if self.cycle_mode not in ("mix", "style"):
+            raise ValueError(f"cycle_mode must be 'mix' or 'style', got {self.cycle_mode!r}")
+        if not 0.0 < self.cycle_batch <= 1.0:
+            raise ValueError(f"cycle_batch must be in (0, 1], got {self.cycle_batch}")
 
     def generator_config(self) -> GeneratorConfig:
         """The generator architecture."""
@@ -198,6 +241,10 @@ class AutoencoderTrainer(Trainer):
         dev = self.device
         G = Generator(cfg.generator_config()).to(dev).train()
         E = build_encoder(cfg.encoder_config()).to(dev).train()
+        self.gray = cfg.color == "gray" or (cfg.color == "auto" and source_is_gray(self.data))
+        if self.gray:
+            tie_gray(G)
+            logger.info("gray generator: toRGB output rows tied (R = G = B)")
         with torch.no_grad():
             avg = G.mean_latent(cfg.latent_avg_samples, seed=cfg.seed)[0]
         G.latent_avg = avg
@@ -284,6 +331,10 @@ class AutoencoderTrainer(Trainer):
             adv = F.softplus(-D(y)).mean()
             total = total + cfg.adv_lambda * adv
             losses["g_adv"] = scalar(adv)
+        if cfg.cycle_lambda > 0 and i % max(1, cfg.cycle_every) == 0:
+            cyc = self._cycle_loss(w.detach())
+            total = total + cfg.cycle_lambda * cyc
+            losses["cycle"] = scalar(cyc)
         self.g_optim.zero_grad(set_to_none=True)
         self.e_optim.zero_grad(set_to_none=True)
         total.backward()
@@ -293,6 +344,8 @@ class AutoencoderTrainer(Trainer):
                 group["lr"] = base * ratio
         self.g_optim.step()
         self.e_optim.step()
+        if self.gray:
+            tie_gray(G)
         losses["loss"] = scalar(total)
         losses["psnr"] = scalar(10 * torch.log10(4.0 / mse.detach().clamp_min(1e-10)))
 
@@ -325,6 +378,43 @@ class AutoencoderTrainer(Trainer):
             accumulate(self.generator_ema, G, decay)
             accumulate(self.encoder_ema, E, decay)
         return losses
+
+    def _encode_render(self, y: torch.Tensor) -> torch.Tensor:
+        """W+ of rendered images ``y`` [B, 3, S, S] (not clamped to [-1, 1], not checked)."""
+        s = self.inverter.input_size
+        if y.shape[-1] != s:
+            y = F.interpolate(y, size=(s, s), mode="bilinear", align_corners=False,
+                              antialias=True)
+        return self.encoder(y) + self.latent_avg
+
+    def _cycle_loss(self, w: torch.Tensor) -> torch.Tensor:
+        """The cycle regulariser on detached codes ``w`` [B, L, D] (see the module docstring)."""
+        cfg: AutoencoderTrainConfig = self.config
+        G = self.generator
+        n = max(2, int(round(cfg.cycle_batch * w.shape[0])))
+        w = w[:n]
+        if cfg.cycle_mode == "mix":
+            cut = int(torch.randint(1, G.n_latent, (1,), generator=self.rng))
+            w_mix = torch.cat([w[:, :cut], w.roll(1, 0)[:, cut:]], dim=1)
+            y = G.synthesize(G.styles(w_mix), noise=cfg.noise_mode)
+            w_rec = self._encode_render(y)
+            var = w.var(dim=0).mean().clamp_min(1e-8)
+            return ((w_rec - w_mix) ** 2).mean() / var
+        with torch.no_grad():
+            styles = G.styles(w)
+            flat = torch.cat(styles, dim=1)  # [n, C]
+            sd = flat.std(dim=0)
+            sd = sd.clamp_min(0.1 * sd.mean())
+            C = flat.shape[1]
+            k = min(cfg.cycle_channels, C)
+            chans = torch.rand(n, C, generator=self.rng).argsort(dim=1)[:, :k].to(flat.device)
+            signs = (torch.randint(0, 2, (n, k), generator=self.rng) * 2 - 1).to(flat)
+            edited = flat.clone()
+            edited.scatter_add_(1, chans, signs * cfg.cycle_sd * sd[chans])
+        sizes = [s.shape[1] for s in styles]
+        y = G.synthesize(list(edited.split(sizes, dim=1)), noise=cfg.noise_mode)
+        rec = torch.cat(G.styles(self._encode_render(y)), dim=1)
+        return (((rec - edited) / sd) ** 2).mean()
 
     # ------------------------------------------------------------------ outputs
     def export_inverter(self) -> Inverter:
@@ -418,6 +508,22 @@ class AutoencoderTrainer(Trainer):
         if "data" in st:
             self.data.load_state_dict(st["data"])
         self.step = int(st.get("step", 0))
+
+
+def source_is_gray(source: Any, n_check: int = 256) -> bool:
+    """True when the first ``n_check`` images of an :class:`ImageSource` have R = G = B."""
+    idx = torch.arange(min(len(source), n_check))
+    x = source._get(idx)  # uint8 [n, 3, S, S]
+    return bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all())
+
+
+def tie_gray(G: Generator) -> None:
+    """Set every toRGB layer's three output rows (weight and bias) to their mean: R = G = B."""
+    with torch.no_grad():
+        for m in [G.to_rgb1, *G.to_rgbs]:
+            w = m.conv.weight  # [1, 3, in, 1, 1]
+            w.copy_(w.mean(dim=1, keepdim=True).expand_as(w))
+            m.bias.copy_(m.bias.mean(dim=1, keepdim=True).expand_as(m.bias))
 
 
 def train_autoencoder(
