@@ -84,7 +84,8 @@ from ._common import (
 )
 from .losses import d_logistic_loss, d_r1_loss, delta_loss, ms_ssim, sliced_wasserstein
 
-__all__ = ["AutoencoderTrainConfig", "AutoencoderTrainer", "train_autoencoder"]
+__all__ = ["AutoencoderTrainConfig", "AutoencoderTrainer", "mix_codes", "source_is_gray", "tie_gray",
+           "train_autoencoder"]
 
 logger = logging.getLogger("img2tab.training")
 
@@ -395,7 +396,7 @@ class AutoencoderTrainer(Trainer):
         w = w[:n]
         if cfg.cycle_mode == "mix":
             cut = int(torch.randint(1, G.n_latent, (1,), generator=self.rng))
-            w_mix = torch.cat([w[:, :cut], w.roll(1, 0)[:, cut:]], dim=1)
+            w_mix = mix_codes(w, cut)
             y = G.synthesize(G.styles(w_mix), noise=cfg.noise_mode)
             w_rec = self._encode_render(y)
             var = w.var(dim=0).mean().clamp_min(1e-8)
@@ -508,6 +509,14 @@ class AutoencoderTrainer(Trainer):
         if "data" in st:
             self.data.load_state_dict(st["data"])
         self.step = int(st.get("step", 0))
+
+
+def mix_codes(w: torch.Tensor, cut: int) -> torch.Tensor:
+    """Style mixing of a batch of W+ codes ``[B, L, D]``: rows ``< cut`` of image ``i``, rows
+    ``>= cut`` of image ``i - 1`` (cyclically)."""
+    if not 0 < cut < w.shape[1]:
+        raise ValueError(f"cut must lie in [1, {w.shape[1] - 1}], got {cut}")
+    return torch.cat([w[:, :cut], w.roll(1, 0)[:, cut:]], dim=1)
 
 
 def source_is_gray(source: Any, n_check: int = 256) -> bool:
