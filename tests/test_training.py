@@ -234,6 +234,7 @@ def test_gray_generator_renders_r_equals_g_equals_b(tmp_path, images):
     tr = AutoencoderTrainer(cfg, gray, tmp_path / "gray")
     hist = tr.train()
     assert tr.gray and "cycle" in hist[0] and np.isfinite(hist[-1]["cycle"])
+    assert "g_adv_cycle" in hist[0]  # the adversarial term reaches the mixed renders too
     inv = load_inverter(tmp_path / "gray" / "inverter.pt")
     with torch.no_grad():
         y = inv.reconstruct(_x(images))  # even a colour input renders gray
@@ -311,19 +312,20 @@ def test_cli_help_shows_the_config_defaults():
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     p = sub.choices["train-autoencoder"]
+    actions = {a.dest: a for a in p._actions}
     helps = {a.dest: a.help for a in p._actions}
     for f in dataclasses.fields(AutoencoderTrainConfig):
         if f.name in helps:
-            want = {True: "on", False: "off"}.get(f.default) if isinstance(f.default, bool) else None
             text = helps[f.name]
             assert text.count("(default: ") == 1, f.name
             got = text[text.index("(default: ") + 10:-1]
-            if want is None:
+            if isinstance(f.default, bool):  # a flag is on by default iff it sets the default
+                want = "on" if actions[f.name].const == f.default else "off"
+            else:
                 want = {(32, 48, 64, 128): "32,48,64,128", (1, 2, 2, 1): "1,2,2,1",
                         None: "none", "": "none"}.get(f.default, str(f.default))
-            elif f.name == "progress":  # --no-progress is off by default
-                want = "off"
             assert got == want, (f.name, got, want)
+    assert helps["progress"].endswith("(default: off)")  # --no-progress
     assert helps["threads"].endswith(f"(default: {DEFAULT_THREADS})")
     assert helps["adv_lambda"].endswith(f"(default: {AutoencoderTrainConfig().adv_lambda})")
 

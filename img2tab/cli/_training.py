@@ -193,7 +193,7 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
         "adv_lambda", "adv_start", "adv_every", "d_lr", "r1", "d_reg_every", "mapping_lambda",
         "mapping_lr",
         "ema_decay", "noise_mode", "n_sample", "color", "cycle_lambda", "cycle_mode",
-        "cycle_every", "cycle_batch", "cycle_sd", "cycle_channels"])
+        "cycle_every", "cycle_batch", "cycle_sd", "cycle_channels", "cycle_adv"])
     cfg = AutoencoderTrainConfig(**kw)
     trainer = AutoencoderTrainer(cfg, args.data, args.out, resume=args.resume)
     trainer.train()
@@ -321,5 +321,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="style mode: edit size in batch standard deviations")
     g.add_argument("--cycle-channels", type=int, default=None,
                    help="style mode: channels edited per image")
+    g.add_argument("--no-cycle-adv", dest="cycle_adv", action="store_false", default=None,
+                   help="do not apply the adversarial term to the cycle's renders")
     _show_defaults(p, AutoencoderTrainConfig)
     p.set_defaults(func=_train_autoencoder)

@@ -28,6 +28,8 @@ Cycle regularisation (``cycle_lambda > 0``, every ``cycle_every`` steps, on the 
   way the encoder reads back, which is what an edit's round trip (render, re-encode, classify)
   needs.
 
+With ``cycle_adv`` the adversarial term also applies to the cycle's renders.
+
 ``color="gray"`` ties the three output rows of every toRGB layer (weights and bias, at
 initialisation and after every step), so the generator renders R = G = B exactly while keeping
 the rosinality RGB layout; toRGB StyleSpace channels then change brightness only, never a tint.
@@ -131,6 +133,9 @@ class AutoencoderTrainConfig:
         cycle_batch: share of the batch it uses (at least 2 images).
         cycle_sd: edit size of the ``"style"`` mode, in batch standard deviations.
         cycle_channels: channels edited per image in the ``"style"`` mode.
+        cycle_adv: while the adversarial term runs, apply it to the cycle's renders too (and
+            show them to the discriminator as fakes): mixed or edited codes must render
+            realistic images, so an edit moves an image along the data, not off it.
         mirror, data, seed, device, sample_every, save_every, log_every, n_sample,
         keep_checkpoints, progress: as in
         :class:`~img2tab.training.stylegan2.StyleGAN2TrainConfig`.
@@ -180,6 +185,7 @@ class AutoencoderTrainConfig:
     cycle_batch: float = 0.5
     cycle_sd: float = 3.0
     cycle_channels: int = 4
+    cycle_adv: bool = True
     mirror: bool = False
     data: str = ""
     seed: int = 0
@@ -332,10 +338,17 @@ class AutoencoderTrainer(Trainer):
             adv = F.softplus(-D(y)).mean()
             total = total + cfg.adv_lambda * adv
             losses["g_adv"] = scalar(adv)
+        y_cyc = None
         if cfg.cycle_lambda > 0 and i % max(1, cfg.cycle_every) == 0:
-            cyc = self._cycle_loss(w.detach())
+            cyc, y_cyc = self._cycle_loss(w.detach())
             total = total + cfg.cycle_lambda * cyc
             losses["cycle"] = scalar(cyc)
+            if adv_on and cfg.cycle_adv:
+                adv_c = F.softplus(-D(y_cyc)).mean()
+                total = total + cfg.adv_lambda * adv_c
+                losses["g_adv_cycle"] = scalar(adv_c)
+            else:
+                y_cyc = None
         self.g_optim.zero_grad(set_to_none=True)
         self.e_optim.zero_grad(set_to_none=True)
         total.backward()
@@ -352,7 +365,8 @@ class AutoencoderTrainer(Trainer):
 
         if adv_on:
             requires_grad(D, True)
-            d_loss = d_logistic_loss(D(x), D(y.detach()))
+            fake = y.detach() if y_cyc is None else torch.cat([y.detach(), y_cyc.detach()])
+            d_loss = d_logistic_loss(D(x), D(fake))
             self.d_optim.zero_grad(set_to_none=True)
             d_loss.backward()
             self.d_optim.step()
@@ -388,8 +402,9 @@ class AutoencoderTrainer(Trainer):
                               antialias=True)
         return self.encoder(y) + self.latent_avg
 
-    def _cycle_loss(self, w: torch.Tensor) -> torch.Tensor:
-        """The cycle regulariser on detached codes ``w`` [B, L, D] (see the module docstring)."""
+    def _cycle_loss(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cycle regulariser on detached codes ``w`` [B, L, D] (see the module docstring)
+        and the renders it used."""
         cfg: AutoencoderTrainConfig = self.config
         G = self.generator
         n = max(2, int(round(cfg.cycle_batch * w.shape[0])))
@@ -400,7 +415,7 @@ class AutoencoderTrainer(Trainer):
             y = G.synthesize(G.styles(w_mix), noise=cfg.noise_mode)
             w_rec = self._encode_render(y)
             var = w.var(dim=0).mean().clamp_min(1e-8)
-            return ((w_rec - w_mix) ** 2).mean() / var
+            return ((w_rec - w_mix) ** 2).mean() / var, y
         with torch.no_grad():
             styles = G.styles(w)
             flat = torch.cat(styles, dim=1)  # [n, C]
@@ -415,7 +430,7 @@ class AutoencoderTrainer(Trainer):
         sizes = [s.shape[1] for s in styles]
         y = G.synthesize(list(edited.split(sizes, dim=1)), noise=cfg.noise_mode)
         rec = torch.cat(G.styles(self._encode_render(y)), dim=1)
-        return (((rec - edited) / sd) ** 2).mean()
+        return (((rec - edited) / sd) ** 2).mean(), y
 
     # ------------------------------------------------------------------ outputs
     def export_inverter(self) -> Inverter:
