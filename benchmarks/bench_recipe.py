@@ -17,6 +17,7 @@ Usage::
 
     python benchmarks/bench_recipe.py --run runs/screen/A_baseline --data datasets/digits \\
         --classes 3,8 --out benchmarks/results/recipe_A_baseline.json
+    python benchmarks/bench_recipe.py table [--edit sd:3] benchmarks/results/recipe_*.json
 """
 
 from __future__ import annotations
@@ -76,14 +77,44 @@ def _run_info(run: Path) -> dict[str, Any]:
     return info
 
 
+def table(paths: list[str], edit: str = "sd:3") -> str:
+    """Markdown table of several result JSONs: one row per run, at one edit setting."""
+    head = ("| run | steps | wall min | CPU min | PSNR dB | acc | top-5 W1 abs dp round trip | "
+            "direct (Ψ) | random abs dp | top-5 W1 abs dx | random abs dx | "
+            "top-5 W1 no toRGB abs dp | pixels > 2/255 (top-5) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for path in paths:
+        r = json.loads(Path(path).read_text())
+        info, es = r["run_info"], r["edit_strength"][edit]["summary"]
+        w, rnd, nr = es["w1_all"], es["random_all"], es["w1_no_torgb"]
+        wall = info.get("wall_s") or info.get("train_time_s")
+        cpu = info.get("cpu_s")
+        lines.append(
+            f"| {Path(r['run']).name} | {info.get('steps')} | {wall / 60:.1f} | "
+            f"{(cpu / 60) if cpu else float('nan'):.1f} | {r['psnr_mean']:.1f} | "
+            f"{r['xgboost_test_accuracy']:.3f} | {w['mean_abs_dp']:.3f} | {w['mean_abs_dp_psi']:.3f} | "
+            f"{rnd['mean_abs_dp']:.3f} | {w['mean_abs_dx']:.4f} | {rnd['mean_abs_dx']:.4f} | "
+            f"{nr['mean_abs_dp']:.3f} | {w['frac_changed']:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "table":  # bench_recipe.py table [--edit sd:3] A.json B.json ...
+        edit = "sd:3"
+        rest = argv[1:]
+        if rest[:1] == ["--edit"]:
+            edit, rest = rest[1], rest[2:]
+        print(table(rest, edit))
+        return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="train-autoencoder run folder (inverter.pt)")
     p.add_argument("--model", default=None, help="inverter file (default: <run>/inverter.pt)")
     p.add_argument("--data", required=True, help="folder written by export_small_sets.py")
     p.add_argument("--classes", default="3,8", help="two labels: class 0, class 1 (default 3,8)")
     p.add_argument("--edit", action="append", default=None,
-                   help="scale:strength, repeatable (default: sd:3 and range:0.5)")
+                   help="scale:strength, repeatable (default: sd:3, sd:10 and range:1)")
     p.add_argument("--n-random", type=int, default=5, help="random control concepts (default 5)")
     p.add_argument("--out", required=True, help="JSON output")
     p.add_argument("--grid", default=None, help="edit-grid PNG for one test image (optional)")
@@ -96,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     classes = [int(c) for c in args.classes.split(",")]
     if len(classes) != 2:
         raise SystemExit(f"--classes needs two labels, got {args.classes!r}")
-    edits = args.edit or ["sd:3", "range:0.5"]
+    edits = args.edit or ["sd:3", "sd:10", "range:1"]
     inv = img2tab.load_inverter(args.model or run / "inverter.pt").eval()
     layout = inv.generator.layout
 

@@ -212,6 +212,18 @@ def test_autoencoder_trains_and_checkpoints_load(tmp_path, images):
     assert load_discriminator(tmp_path / "generator.pt").size == SIZE
 
 
+def test_narrow_channels_and_fractional_adv_start(tmp_path, images):
+    from img2tab.training._common import parse_channels
+
+    assert parse_channels("narrow", 64) == ((4, 32), (8, 32), (16, 16), (32, 16), (64, 16))
+    tr = AutoencoderTrainer(_ae_cfg(steps=10, adv_start=0.6, adv_every=2), images, tmp_path / "a")
+    assert tr.adv_start_step() == 6
+    hist = tr.train()
+    assert [("g_adv" in h) for h in hist] == [False] * 6 + [True, False, True, False]
+    tr = AutoencoderTrainer(_ae_cfg(steps=10, adv_start=7), images, tmp_path / "b")
+    assert tr.adv_start_step() == 7
+
+
 def test_mix_codes_takes_rows_before_the_cut_from_each_image():
     from img2tab.training.autoencoder import mix_codes
 

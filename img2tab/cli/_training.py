@@ -96,8 +96,9 @@ def _add_generator_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-mlp", type=int, default=None, help="mapping layers")
     g.add_argument("--lr-mlp", type=float, default=None, help="mapping lr multiplier")
     g.add_argument("--channels", default=None,
-                   help='generator widths "4:256,8:256,16:128,32:64,64:32", or "small" '
-                        '(min(256, max(16, 2048 // res))) or "standard" (rosinality)')
+                   help='generator widths "4:256,8:256,16:128,32:64,64:32", or "narrow" (32 at 4 and '
+                        '8 px, then 16), "small" (min(256, max(16, 2048 // res))) or '
+                        '"standard" (rosinality)')
     g.add_argument("--d-channels", default=None,
                    help="discriminator widths (same forms; none = the generator's)")
 
@@ -287,7 +288,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--delta-norm-lambda", type=float, default=None, help="delta weight")
     g.add_argument("--adv-lambda", type=float, default=None,
                    help="adversarial weight (0 = pure autoencoder)")
-    g.add_argument("--adv-start", type=int, default=None, help="first adversarial step")
+    g.add_argument("--adv-start", type=float, default=None,
+                   help="first adversarial step, or a fraction of --steps when below 1")
     g.add_argument("--adv-every", type=int, default=None,
                    help="adversarial term / discriminator step every N steps")
     g.add_argument("--d-lr", type=float, default=None, help="discriminator lr (0 = --lr)")

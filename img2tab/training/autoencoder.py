@@ -99,7 +99,8 @@ class AutoencoderTrainConfig:
     Attributes:
         size: image / generator resolution.
         style_dim, n_mlp, lr_mlp: generator latent width, mapping depth and lr multiplier.
-        channels: generator widths ``((res, width), ...)``, ``"small"`` (4:256, 8:256, 16:128,
+        channels: generator widths ``((res, width), ...)``, ``"narrow"`` (4:32, 8:32, then 16;
+            the default: single-channel edits stay visible), ``"small"`` (4:256, 8:256, 16:128,
             32:64, 64:32, ...) or ``"standard"`` (rosinality, ``channel_multiplier`` 2).
         encoder_type, input_size, widths, units, stem, mode: e4e encoder (``input_size`` 0 =
             ``min(256, size)``).
@@ -112,7 +113,8 @@ class AutoencoderTrainConfig:
         mse_lambda, l1_lambda, msssim_lambda: reconstruction losses.
         delta_norm, delta_norm_lambda: e4e delta regulariser (all deltas, every step).
         adv_lambda: weight of the non-saturating adversarial term (0 = none).
-        adv_start: step from which the adversarial term (and discriminator training) runs.
+        adv_start: step from which the adversarial term (and discriminator training) runs; a
+            value below 1 is a fraction of ``steps``.
         adv_every: apply the adversarial term and train the discriminator only every this many
             steps (lazy; an adversarial step roughly doubles the cost of a step on a CPU).
         d_channels: discriminator widths (same forms as ``channels``; None = the generator's).
@@ -141,22 +143,22 @@ class AutoencoderTrainConfig:
         :class:`~img2tab.training.stylegan2.StyleGAN2TrainConfig`.
     """
 
-    size: int = 64
-    style_dim: int = 128
+    size: int = 32
+    style_dim: int = 32
     n_mlp: int = 8
     lr_mlp: float = 0.01
-    channels: tuple[tuple[int, int], ...] | str = "small"
+    channels: tuple[tuple[int, int], ...] | str = "narrow"
     encoder_type: str = "Encoder4Editing"
     input_size: int = 0
     widths: tuple[int, int, int, int] = (32, 48, 64, 128)
     units: tuple[int, int, int, int] = (1, 2, 2, 1)
     stem: int = 32
     mode: str = "ir_se"
-    steps: int = 10_000
+    steps: int = 6_000
     batch: int = 32
     lr: float = 2e-3
     encoder_lr: float = 0.0
-    lr_decay_start: float = 1.0
+    lr_decay_start: float = 0.6
     lr_final: float = 0.05
     beta1: float = 0.0
     beta2: float = 0.99
@@ -165,9 +167,9 @@ class AutoencoderTrainConfig:
     msssim_lambda: float = 0.2
     delta_norm: float = 2.0
     delta_norm_lambda: float = 2e-4
-    adv_lambda: float = 0.02
-    adv_start: int = 2000
-    adv_every: int = 1
+    adv_lambda: float = 0.01
+    adv_start: float = 0.6
+    adv_every: int = 4
     d_channels: tuple[tuple[int, int], ...] | str | None = None
     d_lr: float = 0.0
     r1: float = 1.0
@@ -178,7 +180,7 @@ class AutoencoderTrainConfig:
     ema_decay: float = 0.999
     latent_avg_samples: int = 4096
     noise_mode: str = "const"
-    color: str = "rgb"
+    color: str = "auto"
     cycle_lambda: float = 0.0
     cycle_mode: str = "mix"
     cycle_every: int = 1
@@ -302,6 +304,11 @@ class AutoencoderTrainer(Trainer):
         frac = min(1.0, (i - start) / max(1.0, cfg.steps - start))
         return 1.0 - (1.0 - cfg.lr_final) * frac
 
+    def adv_start_step(self) -> int:
+        """First adversarial step (``adv_start``, or that fraction of ``steps`` when below 1)."""
+        cfg: AutoencoderTrainConfig = self.config
+        return int(round(cfg.adv_start * cfg.steps)) if cfg.adv_start < 1 else int(cfg.adv_start)
+
     def _step(self, i: int) -> dict[str, float]:
         cfg: AutoencoderTrainConfig = self.config
         G, E, D = self.generator, self.encoder, self.discriminator
@@ -309,9 +316,9 @@ class AutoencoderTrainer(Trainer):
         E.train()
         x = self._batch()
         adv_every = max(1, cfg.adv_every)
-        adv_k = (i - cfg.adv_start) // adv_every  # index of this adversarial step
-        adv_on = (cfg.adv_lambda > 0 and i >= cfg.adv_start
-                  and (i - cfg.adv_start) % adv_every == 0)
+        start = self.adv_start_step()
+        adv_k = (i - start) // adv_every  # index of this adversarial step
+        adv_on = cfg.adv_lambda > 0 and i >= start and (i - start) % adv_every == 0
         losses: dict[str, float] = {}
 
         w = self.inverter.encode(x)  # [B, L, D]
