@@ -50,7 +50,7 @@ def _images(data: Path, split: str, classes: list[int] | None) -> tuple[torch.Te
         rows = [r for r in csv.DictReader(fh) if r["split"] == split]
     if classes is not None:
         rows = [r for r in rows if int(r["label"]) in classes]
-    arr = np.stack([np.asarray(Image.open(data / split / f"{r['image']}.png").convert("RGB"))
+    arr = np.stack([np.asarray(Image.open(data / split / r["image"]).convert("RGB"))
                     for r in rows])
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous(), np.array(
         [int(r["label"]) for r in rows])

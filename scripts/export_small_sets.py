@@ -11,7 +11,7 @@ Layout written under ``--out`` (default ``datasets/``, which is gitignored)::
 
     <out>/<name>/train/<id>.png      training images (the folder train-autoencoder reads)
     <out>/<name>/test/<id>.png       held-out images
-    <out>/<name>/labels.csv          columns image,label,split (image = file name without folder)
+    <out>/<name>/labels.csv          columns image,label,split (image = file name, no folder)
 
 Usage::
 
@@ -63,7 +63,7 @@ def _export(name: str, images: np.ndarray, labels: np.ndarray, split: np.ndarray
     for i, (img, lab, part) in enumerate(zip(images, labels, split, strict=True)):
         stem = f"{name}_{i:04d}"
         _write_png(img, root / part / f"{stem}.png")
-        rows.append((stem, int(lab), part))
+        rows.append((f"{stem}.png", int(lab), part))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["image", "label", "split"])
