@@ -82,7 +82,7 @@ def table(paths: list[str], edit: str = "sd:3") -> str:
     head = ("| run | steps | wall min | CPU min | PSNR dB | acc | top-5 W1 abs dp round trip | "
             "direct (Ψ) | random abs dp | top-5 W1 abs dx | random abs dx | "
             "top-5 W1 no toRGB abs dp | pixels > 2/255 (top-5) |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    lines = [f"Edits at ±{edit}.", "", head, "|" + "---|" * (head.count("|") - 1)]
     for path in paths:
         r = json.loads(Path(path).read_text())
         info, es = r["run_info"], r["edit_strength"][edit]["summary"]
@@ -98,6 +98,26 @@ def table(paths: list[str], edit: str = "sd:3") -> str:
     return "\n".join(lines)
 
 
+def strength_table(paths: list[str]) -> str:
+    """Markdown table: per run, top-5 W1 round-trip |Δp| (random control) and dp toward the
+    other class at every edit setting measured."""
+    rows = [json.loads(Path(p).read_text()) for p in paths]
+    edits = list(dict.fromkeys(e for r in rows for e in r["edit_strength"]))
+    head = "| run | " + " | ".join(f"{e}: top-5 W1 / random / toward" for e in edits) + " |"
+    lines = [head, "|" + "---|" * (len(edits) + 1)]
+    for r in rows:
+        cells = []
+        for e in edits:
+            if e not in r["edit_strength"]:
+                cells.append("n/a")
+                continue
+            es = r["edit_strength"][e]["summary"]
+            cells.append(f"{es['w1_all']['mean_abs_dp']:.3f} / {es['random_all']['mean_abs_dp']:.3f}"
+                         f" / {es['w1_all']['dp_toward']:.3f}")
+        lines.append(f"| {Path(r['run']).name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -107,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         if rest[:1] == ["--edit"]:
             edit, rest = rest[1], rest[2:]
         print(table(rest, edit))
+        print()
+        print(strength_table(rest))
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="train-autoencoder run folder (inverter.pt)")
@@ -114,11 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="folder written by export_small_sets.py")
     p.add_argument("--classes", default="3,8", help="two labels: class 0, class 1 (default 3,8)")
     p.add_argument("--edit", action="append", default=None,
-                   help="scale:strength, repeatable (default: sd:3, sd:10 and range:1)")
+                   help="scale:strength, repeatable (default: sd:3, sd:10, sd:20 and range:1)")
     p.add_argument("--n-random", type=int, default=5, help="random control concepts (default 5)")
     p.add_argument("--out", required=True, help="JSON output")
     p.add_argument("--grid", default=None, help="edit-grid PNG for one test image (optional)")
-    p.add_argument("--grid-strength", type=float, default=3.0, help="grid edits ±k sd (3)")
+    p.add_argument("--grid-strength", type=float, default=10.0,
+                   help="grid edits at ±k and ±2k sd (default 10)")
+    p.add_argument("--grid-group", default="w1_all",
+                   help="concept group shown in the grid (default w1_all; or w1_no_torgb, ...)")
     p.add_argument("--threads", type=int, default=1, help="torch / XGBoost threads (1)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -127,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     classes = [int(c) for c in args.classes.split(",")]
     if len(classes) != 2:
         raise SystemExit(f"--classes needs two labels, got {args.classes!r}")
-    edits = args.edit or ["sd:3", "sd:10", "range:1"]
+    edits = args.edit or ["sd:3", "sd:10", "sd:20", "range:1"]
     inv = img2tab.load_inverter(args.model or run / "inverter.pt").eval()
     layout = inv.generator.layout
 
@@ -189,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         from img2tab.gallery import plot_edit_grid
 
         j = int(np.flatnonzero(y_te == 0)[0])
-        top = groups["w1_no_torgb"]
+        top = groups[args.grid_group]
         ks = [-2 * args.grid_strength, -args.grid_strength, args.grid_strength,
               2 * args.grid_strength]
         unit = torch.from_numpy(psi_scale(psi_tr, "sd"))
