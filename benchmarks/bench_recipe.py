@@ -56,6 +56,12 @@ def _images(data: Path, split: str, classes: list[int] | None) -> tuple[torch.Te
         [int(r["label"]) for r in rows])
 
 
+def _portable(command: str) -> str:
+    """A run script's command without this machine's interpreter path: ``img2tab ...``."""
+    command = re.sub(r"^PYTHONPATH=\S+\s+", "", command)
+    return re.sub(r"^\S*python\S*\s+-m\s+img2tab\.cli\b", "img2tab", command)
+
+
 def _run_info(run: Path) -> dict[str, Any]:
     """Steps, trainer time (log.jsonl) and wall / CPU seconds (``<run>.log`` from /usr/bin/time)."""
     info: dict[str, Any] = {}
@@ -73,7 +79,7 @@ def _run_info(run: Path) -> dict[str, Any]:
             info.update(wall_s=float(m[1]), cpu_s=float(m[2]) + float(m[3]))
     cmd = run.with_suffix(".sh")
     if cmd.exists():
-        info["command"] = cmd.read_text().strip()
+        info["command"] = _portable(cmd.read_text().strip())
     return info
 
 

@@ -16,7 +16,7 @@ Layout written under ``--out`` (default ``datasets/``, which is gitignored)::
 Usage::
 
     python scripts/export_small_sets.py                 # both sets, 32 px, into datasets/
-    python scripts/export_small_sets.py --sets digits --size 64 --out /tmp/sets
+    python scripts/export_small_sets.py --sets digits --size 64 --out datasets64
 """
 
 from __future__ import annotations
