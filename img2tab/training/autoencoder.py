@@ -504,7 +504,10 @@ class AutoencoderTrainer(Trainer):
 
     def _stored_config(self, path: Path) -> dict[str, Any]:
         args = load_checkpoint(path).get("args")
-        return dict(args) if isinstance(args, dict) else {}
+        stored = dict(args) if isinstance(args, dict) else {}
+        if stored:
+            stored.setdefault("color", "rgb")  # runs from before the color option were RGB
+        return stored
 
     def _load(self, path: Path) -> None:
         st = load_checkpoint(path)
