@@ -54,6 +54,11 @@ _LAZY: dict[str, str] = {
     "wasserstein_relevance": "img2tab.tabular",
     "fairness_report": "img2tab.tabular",
     "rank_by_relevance": "img2tab.tabular",
+    # edit strength
+    "EditStrength": "img2tab.edit_strength",
+    "concept_groups": "img2tab.edit_strength",
+    "measure_edit_strength": "img2tab.edit_strength",
+    "psi_scale": "img2tab.edit_strength",
     # high level
     "Img2Tab": "img2tab.model",
     "Explanation": "img2tab.model",
@@ -98,6 +103,12 @@ if TYPE_CHECKING:  # pragma: no cover
         save_rosinality,
     )
     from .default import load_default  # noqa: F401
+    from .edit_strength import (  # noqa: F401
+        EditStrength,
+        concept_groups,
+        measure_edit_strength,
+        psi_scale,
+    )
     from .edits import EditResult, edit  # noqa: F401
     from .encode import encode_to_dataset  # noqa: F401
     from .errors import CheckpointError, Img2TabInputError  # noqa: F401
