@@ -94,7 +94,8 @@ def _row_label(ax: Axes, text: str, fontsize: float) -> None:
     ax.set_ylabel(text, rotation=0, ha="right", va="center", fontsize=fontsize, labelpad=6)
 
 
-def _target(fig: Figure | SubFigure | None, figsize: tuple[float, float]) -> tuple[Figure, Figure | SubFigure]:
+def _target(fig: Figure | SubFigure | None,
+            figsize: tuple[float, float]) -> tuple[Figure, Figure | SubFigure]:
     """(the root figure to return, the figure or subfigure to draw in)."""
     if fig is None:
         new = Figure(figsize=figsize, layout="constrained")
@@ -216,8 +217,6 @@ def plot_w1_gallery(
                 if k == 1:
                     ax.imshow(_to_img(originals[j]), interpolation="nearest")
                     ax.set_title(f"input {j}", fontsize=9)
-                else:
-                    ax.axis("off")
         _row_label(axes[0, 0], "input", 9)
     for i in range(nc):
         r = i + top

@@ -30,12 +30,15 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ._atomic import atomic_savefig, atomic_write_json, atomic_write_text
+from ._json import jsonable
 from .errors import Img2TabInputError
 from .metrics import psnr, ssim
 from .networks.inverter import Inverter
 
 __all__ = [
     "ImageEvaluationConfig",
+    "edit_strength_markdown",
+    "edit_strength_section",
     "evaluate_images",
     "image_evaluation_markdown",
     "linear_probe",
@@ -266,7 +269,6 @@ def evaluate_images(
         timings["probe"] = time.perf_counter() - t
 
         # 3. XGBoost on Ψ, concept groups and edit strength
-        from .edit_strength import concept_groups, measure_edit_strength, psi_scale
         from .tabular import ConceptClassifier
 
         base = classifier if classifier is not None else ConceptClassifier(
@@ -276,18 +278,14 @@ def evaluate_images(
         clf = clone(base).fit(psi[tr], codes[tr])
         timings["classifier"] = time.perf_counter() - t
         m["classifier"] = {"accuracy": float((clf.predict(psi[te]) == codes[te]).mean()),
-                           "model": type(base).__name__ + f"({getattr(base, 'model', '')})"}
-        groups = concept_groups(psi[tr], codes[tr], clf, k=cfg.top_k, random_state=cfg.seed)
-        scale = psi_scale(psi[tr])
-        ed = te[: cfg.n_edit]
+                           "model": str(getattr(base, "model", type(base).__name__))}
         t = time.perf_counter()
-        es = measure_edit_strength(inv, images[lab_idx][ed], clf, groups, scale=scale,
-                                   strength=cfg.strength, batch_size=cfg.batch_size,
-                                   progress=progress)
+        es, groups, scale = edit_strength_section(
+            inv, images[lab_idx][te[: cfg.n_edit]], psi[tr], codes[tr], clf, top_k=cfg.top_k,
+            strength=cfg.strength, seed=cfg.seed, batch_size=cfg.batch_size, progress=progress,
+            psi=psi[te[: cfg.n_edit]])
         timings["edit_strength"] = time.perf_counter() - t
-        m["edit_strength"] = es.to_dict()
-        m["edit_strength"]["groups"] = {g: [{**layout.describe(int(k))} for k in ks]
-                                        for g, ks in groups.items()}
+        m["edit_strength"] = es
 
         # 4. figure: one held-out image, its top concepts (W1 first, then importance) edited
         i0 = int(lab_idx[te[0]])
@@ -360,18 +358,93 @@ def image_evaluation_markdown(m: dict[str, Any]) -> str:
     ]
     es = m["edit_strength"]
     lines += ["## Edit strength", "", edit_strength_markdown(es), "",
-              f"![edits](edits.png)", "",
+              "![edits](edits.png)", "",
               f"*Held-out image {m['edits_figure']['image']}: input, reconstruction, and its top "
-              f"concepts edited by ±{m['config']['strength']:g} sd, with p({m['edits_figure']['class']}) "
-              "after each edit.*", ""]
+              f"concepts edited by ±{m['config']['strength']:g} sd, with the XGBoost's "
+              f"p({m['edits_figure']['class']}) on the edited Ψ.*", ""]
     if m.get("labels_note"):
         lines += [m["labels_note"], ""]
     lines.append("Timings (s): " + ", ".join(f"{k} {v}" for k, v in m["timings_s"].items()) + ".")
     return "\n".join(lines) + "\n"
 
 
-def edit_strength_markdown(es: dict[str, Any]) -> str:
-    """A markdown table of an edit-strength summary (``EditStrength.to_dict()``)."""
-    from .edit_strength import summary_markdown
+def edit_strength_section(
+    inv: Inverter,
+    images: torch.Tensor,
+    psi_train: np.ndarray,
+    y_train: np.ndarray,
+    classifier: Any,
+    *,
+    top_k: int = 5,
+    strength: float = 3.0,
+    seed: int = 0,
+    batch_size: int = 32,
+    progress: bool = False,
+    psi: np.ndarray | None = None,
+) -> tuple[dict[str, Any], dict[str, list[int]], np.ndarray]:
+    """Edit strength of the top-k W1, top-k importance and k random concepts, as plain data.
 
-    return summary_markdown(es)
+    W1 is measured on the training split (for three or more classes, each concept's largest
+    one-vs-rest W1); importance is the fitted classifier's recommended importance (total gain for
+    XGBoost); the random control draws ``top_k`` other concepts with ``seed``. Edits are
+    ``±strength`` standard deviations of Ψ over the training split, on ``images``.
+
+    Args:
+        inv: the inverter.
+        images: ``[n, 3, H, W]`` held-out images to edit.
+        psi_train, y_train: ``[N, D]`` training Ψ and ``[N]`` labels (for W1 and the scale).
+        classifier: fitted classifier on Ψ (``predict_proba``).
+        psi: Ψ of ``images`` when already encoded.
+
+    Returns:
+        ``(EditStrength.to_dict() with each concept's layout description under "layout" and its
+        W1 under "w1", as plain JSON data (NaN as "nan"), groups, scale [D])``.
+    """
+    from .edit_strength import concept_groups, measure_edit_strength, psi_scale
+    from .tabular import importance_vector, wasserstein_relevance
+
+    w1 = np.asarray(wasserstein_relevance(psi_train, y_train))
+    if w1.ndim == 2:
+        w1 = w1.max(0)
+    imp = importance_vector(classifier, "recommended")
+    groups = concept_groups(w1, imp, top_k=top_k, n_random=top_k, seed=seed)
+    scale = psi_scale(psi_train)
+    es = measure_edit_strength(inv, images, classifier, groups, scale=scale, strength=strength,
+                               batch_size=batch_size, progress=progress, psi=psi)
+    d = es.to_dict()
+    d["scale"] = "sd of Ψ over the training split"
+    layout = inv.layout
+    for row in d["concepts"]:
+        row["layout"] = layout.describe(int(row["concept"]))
+        row["w1"] = float(w1[row["concept"]])
+    return jsonable(d), groups, scale
+
+
+def _num(v: Any, fmt: str) -> str:
+    return format(v, fmt) if isinstance(v, int | float) and np.isfinite(v) else "n/a"
+
+
+def edit_strength_markdown(es: dict[str, Any]) -> str:
+    """Markdown tables of an edit-strength result (``EditStrength.to_dict()``, as written to
+    ``metrics.json``): the per-group summary, then every concept."""
+    lines = [f"Edits at ±{es['strength']:g} sd (scale: {es['scale']}) on {es['n_images']} "
+             "images, averaged over both signs. |Δx| in [0, 1] units against the unedited "
+             "re-rendering; locality = share of the change in the 10 % most-changed pixels (0.1 = "
+             "spread evenly); |Δp| and flip rate on the round trip (render, re-encode, classify); "
+             "|Δp| Ψ = the classifier on the edited Ψ directly.", "",
+             "| group | concepts | mean abs dx | pixels > 2/255 | locality | mean abs dp | "
+             "flip rate | mean abs dp (Ψ) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for g, s in es["summary"].items():
+        lines.append(f"| {g} | {int(s['n_concepts'])} | {_num(s['mean_abs_dx'], '.4f')} | "
+                     f"{_num(s['frac_changed'], '.3f')} | {_num(s['locality'], '.2f')} | "
+                     f"{_num(s['mean_abs_dp'], '.3f')} | {_num(s['flip_rate'], '.3f')} | "
+                     f"{_num(s['mean_abs_dp_psi'], '.3f')} |")
+    lines += ["", "| concept | groups | W1 | mean abs dx | pixels > 2/255 | mean abs dp | "
+              "mean abs dp (Ψ) |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in es["concepts"]:
+        name = r.get("name", str(r["concept"]))
+        lines.append(f"| {name} (k={r['concept']}) | {', '.join(r['groups'])} | "
+                     f"{_num(r.get('w1', float('nan')), '.2f')} | {_num(r['mean_abs_dx'], '.4f')} | "
+                     f"{_num(r['frac_changed'], '.3f')} | {_num(r['mean_abs_dp'], '.3f')} | "
+                     f"{_num(r['mean_abs_dp_psi'], '.3f')} |")
+    return "\n".join(lines)
