@@ -224,7 +224,8 @@ def evaluate_images(
     timings: dict[str, float] = {}
     m: dict[str, Any] = {"config": asdict(cfg), "n_images": n, "size": int(images.shape[-1]),
                          "generator_size": int(inv.generator.size), "n_features": layout.total,
-                         "model": getattr(inv, "source_path", None)}
+                         "model": (Path(inv.source_path).name
+                                   if getattr(inv, "source_path", None) else None)}
 
     # 1. reconstruction
     t = time.perf_counter()
@@ -302,7 +303,8 @@ def evaluate_images(
         fig = plot_edit_grid(g.source[0], g.images[0], [concept_label(layout, k, tg)
                                                          for k, tg in zip(shown, tags)],
                              (-cfg.strength, cfg.strength), p_src,
-                             p_ed.reshape(len(shown), 2), class_name=f"p({classes[cls]})",
+                             p_ed.reshape(len(shown), 2),
+                             class_name=f"p({label_name}={classes[cls]})",
                              original=images[i0])
         atomic_savefig(fig, out / "edits.png", dpi=100)
         m["edits_figure"] = {"image": ids[i0], "concepts": shown, "class": classes[cls]}
@@ -328,7 +330,7 @@ def image_evaluation_markdown(m: dict[str, Any]) -> str:
     r = m["reconstruction"]
     lines = [f"# Evaluation on {m['n_images']} images ({m['size']} px)", ""]
     if m.get("model"):
-        lines += [f"Model: `{Path(m['model']).name}`; Ψ has {m['n_features']} StyleSpace channels.", ""]
+        lines += [f"Model: `{m['model']}`; Ψ has {m['n_features']} StyleSpace channels.", ""]
     if m.get("world"):
         lines += [f"> {m['world']}", ""]
     lines += [
@@ -361,7 +363,7 @@ def image_evaluation_markdown(m: dict[str, Any]) -> str:
               "![edits](edits.png)", "",
               f"*Held-out image {m['edits_figure']['image']}: input, reconstruction, and its top "
               f"concepts edited by ±{m['config']['strength']:g} sd, with the XGBoost's "
-              f"p({m['edits_figure']['class']}) on the edited Ψ.*", ""]
+              f"p({m['label']['name']}={m['edits_figure']['class']}) on the edited Ψ.*", ""]
     if m.get("labels_note"):
         lines += [m["labels_note"], ""]
     lines.append("Timings (s): " + ", ".join(f"{k} {v}" for k, v in m["timings_s"].items()) + ".")
