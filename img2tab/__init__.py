@@ -56,6 +56,7 @@ _LAZY: dict[str, str] = {
     "rank_by_relevance": "img2tab.tabular",
     # edit strength
     "EditStrength": "img2tab.edit_strength",
+    "class_directions": "img2tab.edit_strength",
     "concept_groups": "img2tab.edit_strength",
     "measure_edit_strength": "img2tab.edit_strength",
     "psi_scale": "img2tab.edit_strength",
@@ -105,6 +106,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .default import load_default  # noqa: F401
     from .edit_strength import (  # noqa: F401
         EditStrength,
+        class_directions,
         concept_groups,
         measure_edit_strength,
         psi_scale,

@@ -15,6 +15,12 @@ and both signs:
   re-encoded and classified, ``|p_c(E(render(Ψ')) ) - p_c(E(render(Ψ)))|`` for the class ``c``
   (default: the class predicted for the unedited round trip), and the share of edits whose
   predicted class differs from the unedited round trip's.
+- ``dp_toward`` (binary, when ``directions`` are given): the signed change of the probability of
+  the *other* class when each image is edited by ``+strength`` in the direction of the other
+  class (``directions[k]`` is the sign of the class-1 minus class-0 mean of Ψ_k, see
+  :func:`class_directions`), on the round trip. Averaging ``|Δp|`` over both signs halves an effect
+  that only one direction can show (the other pushes an image deeper into its class); this metric
+  does not.
 - ``mean_abs_dp_psi``: the classifier applied directly to the edited Ψ (no rendering): what the
   classifier would do if the edit survived re-encoding exactly. Large ``mean_abs_dp_psi`` with small
   ``mean_abs_dp`` means the classifier reads the channel but the rendered edit does not carry it.
@@ -38,11 +44,12 @@ from tqdm.auto import tqdm
 from .edits import _concept_indices, edit_psi, render_psi
 from .errors import Img2TabInputError
 
-__all__ = ["EditStrength", "concept_groups", "measure_edit_strength", "psi_scale"]
+__all__ = ["EditStrength", "class_directions", "concept_groups", "measure_edit_strength", "psi_scale"]
 
 logger = logging.getLogger("img2tab.edit_strength")
 
-METRICS = ("mean_abs_dx", "frac_changed", "locality", "mean_abs_dp", "flip_rate", "mean_abs_dp_psi")
+METRICS = ("mean_abs_dx", "frac_changed", "locality", "mean_abs_dp", "flip_rate", "dp_toward",
+           "mean_abs_dp_psi")
 
 
 class _ProbaModel(Protocol):
@@ -71,6 +78,26 @@ def psi_scale(psi: np.ndarray, kind: str = "sd") -> np.ndarray:
         lo, hi = np.percentile(x, [1.0, 99.0], axis=0)
         return hi - lo
     raise Img2TabInputError(f"kind must be 'sd' or 'range', got {kind!r}")
+
+
+def class_directions(psi: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Sign of the class-1 minus class-0 mean of every Ψ column (binary labels).
+
+    Args:
+        psi: ``[N, D]`` Ψ rows.
+        y: ``[N]`` binary labels (the larger value is class 1).
+
+    Returns:
+        ``[D]`` float64 in {-1, 0, +1}.
+    """
+    x = np.asarray(psi, dtype=np.float64)
+    y = np.asarray(y).ravel()
+    classes = np.unique(y)
+    if x.ndim != 2 or len(y) != len(x):
+        raise Img2TabInputError(f"psi [N, D] and y [N] must match, got {x.shape} and {y.shape}")
+    if len(classes) != 2:
+        raise Img2TabInputError(f"y must have exactly 2 classes, got {len(classes)}")
+    return np.sign(x[y == classes[1]].mean(0) - x[y == classes[0]].mean(0))
 
 
 def concept_groups(
@@ -191,15 +218,17 @@ class EditStrength:
         """A small markdown table of the per-group summary."""
         lines = [f"Edits at ±{self.strength:g} × {self.scale_kind} on {self.n_images} images, "
                  "averaged over both signs; |Δp| and flips on the round trip (render, re-encode, "
-                 "classify), |Δp| Ψ directly on the edited Ψ.",
+                 "classify), "
+                 "dp toward = signed change of the other class's probability when edited toward it "
+                 "(NaN without directions), |Δp| Ψ directly on the edited Ψ.",
                  "",
                  "| group | concepts | mean abs dx | pixels > 2/255 | locality | mean abs dp | "
-                 "flip rate | mean abs dp (Ψ) |",
-                 "|---|---|---|---|---|---|---|---|"]
+                 "flip rate | dp toward other class | mean abs dp (Ψ) |",
+                 "|---|---|---|---|---|---|---|---|---|"]
         for g, s in self.summary().items():
             lines.append(f"| {g} | {int(s['n_concepts'])} | {s['mean_abs_dx']:.4f} | "
                          f"{s['frac_changed']:.3f} | {s['locality']:.2f} | {s['mean_abs_dp']:.3f} | "
-                         f"{s['flip_rate']:.3f} | {s['mean_abs_dp_psi']:.3f} |")
+                         f"{s['flip_rate']:.3f} | {s['dp_toward']:.3f} | {s['mean_abs_dp_psi']:.3f} |")
         return "\n".join(lines)
 
 
@@ -234,6 +263,7 @@ def measure_edit_strength(
     batch_size: int = 16,
     progress: bool = True,
     psi: np.ndarray | None = None,
+    directions: np.ndarray | None = None,
 ) -> EditStrength:
     """Measure how strongly each concept's edit changes the image and the classifier.
 
@@ -255,6 +285,9 @@ def measure_edit_strength(
         batch_size: images per generator / encoder call.
         progress: ``tqdm.auto`` bar over concepts.
         psi: Ψ ``[N, D]`` of ``images`` if already encoded (skips one encoding pass).
+        directions: ``[D]`` signs of the class-1 direction of every concept
+            (:func:`class_directions` on the training set) for ``dp_toward``; binary classifiers
+            only. None = ``dp_toward`` is NaN.
 
     Returns:
         :class:`EditStrength`.
@@ -299,6 +332,13 @@ def measure_edit_strength(
         if not isinstance(class_index, (int, np.integer)) or not 0 <= class_index < n_classes:
             raise Img2TabInputError(f"class_index must be an int in [0, {n_classes}), got {class_index!r}")
         cls = np.full(n, int(class_index))
+    if directions is not None:
+        directions = np.asarray(directions, dtype=np.float64)
+        if directions.shape != (d,) or n_classes != 2:
+            raise Img2TabInputError(f"directions must be a [D] = [{d}] vector of signs for a binary "
+                                    f"classifier, got shape {directions.shape} with {n_classes} classes")
+    pred = p_rt.argmax(1)
+    other = 1 - pred
     cls2 = np.concatenate([cls, cls])  # edits are ordered [-λ for all images, +λ for all images]
     rows2 = np.arange(2 * n)
     pred_rt2 = np.concatenate([p_rt.argmax(1)] * 2)
@@ -319,6 +359,12 @@ def measure_edit_strength(
         p = _proba(classifier, rt)
         out["mean_abs_dp"][j] = float(np.abs(p[rows2, cls2] - p_rt2[rows2, cls2]).mean())
         out["flip_rate"][j] = float((p.argmax(1) != pred_rt2).mean())
+        if directions is not None and directions[c] != 0:
+            # toward class 1 is sign directions[c]: the "+" half for images predicted 0 when the
+            # sign is +, the "-" half otherwise
+            toward_plus = (other == 1) == (directions[c] > 0)
+            rows = np.where(toward_plus, np.arange(n) + n, np.arange(n))
+            out["dp_toward"][j] = float((p[rows, other] - p_rt[np.arange(n), other]).mean())
         pd_ = _proba(classifier, edited.numpy())
         out["mean_abs_dp_psi"][j] = float(np.abs(pd_[rows2, cls2] - p_psi2[rows2, cls2]).mean())
 

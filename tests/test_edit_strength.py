@@ -11,6 +11,7 @@ from torch import nn
 
 from img2tab.edit_strength import (
     EditStrength,
+    class_directions,
     concept_groups,
     measure_edit_strength,
     psi_scale,
@@ -71,7 +72,8 @@ def test_planted_metrics_match_the_analytic_values():
     inv = _PlantedInverter(psi)
     lam = 2.0
     res = measure_edit_strength(inv, _SOURCE, _Logistic(), {"a": [0, 1], "b": [2, 0]},
-                                scale="sd", strength=lam, progress=False)
+                                scale="sd", strength=lam, progress=False,
+                                directions=np.array([1.0, 1.0, 0.0]))
     assert res.concepts == (0, 1, 2)
     sd = psi.astype(np.float64).std(0)
     # pixels: feature 0 moves 3 values of one pixel by 0.1*lam*sd0 (in [-1, 1] units, /2 for [0, 1])
@@ -90,6 +92,12 @@ def test_planted_metrics_match_the_analytic_values():
         return np.where(cls1, p1, 1 - p1)
     exp_rt = np.mean([np.abs(pc(_sig(psi[:, 0] + s * lam * sd[0])) - pc(p_rt)) for s in (-1, 1)])
     assert res.value("mean_abs_dp", 0) == pytest.approx(exp_rt, rel=1e-5)
+    # toward the other class: +lam for images predicted 0 (p1 rises), -lam for those predicted 1
+    moved = _sig(psi[:, 0] + np.where(cls1, -1, 1) * lam * sd[0])
+    exp_toward = np.mean(np.where(cls1, (1 - moved) - (1 - p_rt), moved - p_rt))
+    assert exp_toward > 0.05
+    assert res.value("dp_toward", 0) == pytest.approx(exp_toward, rel=1e-5)
+    assert res.value("dp_toward", 1) == 0.0 and np.isnan(res.value("dp_toward", 2))
     flips = np.mean([(_sig(psi[:, 0] + s * lam * sd[0]) > 0.5) != cls1 for s in (-1, 1)])
     assert res.value("flip_rate", 0) == pytest.approx(flips)
     # direct Ψ: sigmoid(Ψ0 + Ψ2) moved by the edit of Ψ2, which the round trip cannot carry
@@ -122,6 +130,13 @@ def test_class_index_and_raw_scale():
         measure_edit_strength(inv, _SOURCE, _Logistic(), {})
     with pytest.raises(Img2TabInputError, match="concept indices"):
         measure_edit_strength(inv, _SOURCE, _Logistic(), {"g": [3]}, progress=False)
+
+
+def test_class_directions():
+    x = np.array([[0.0, 5.0, 1.0], [1.0, 4.0, 1.0], [2.0, 3.0, 1.0], [3.0, 2.0, 1.0]])
+    np.testing.assert_array_equal(class_directions(x, np.array([0, 0, 1, 1])), [1, -1, 0])
+    with pytest.raises(Img2TabInputError, match="2 classes"):
+        class_directions(x, np.array([0, 1, 2, 2]))
 
 
 def test_psi_scale_known_values():

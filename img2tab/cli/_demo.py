@@ -140,12 +140,14 @@ def register(subparsers: Any) -> None:
         "importance and W1, choose the classifier by relevance, render concept galleries, run the "
         "fairness and spurious-concept debugging experiments, and write report.md + figures.",
     )
-    p.add_argument("--out", default="demo_report", help="report folder (default demo_report)")
-    p.add_argument("--model", default="default", help="inverter file, or 'default'")
+    p.add_argument("--out", default="demo_report", help="report folder")
+    p.add_argument("--model", default="default",
+                   help="inverter file, or 'default' for the embedded model")
     p.add_argument("--quick", action="store_true", help="smaller data (about 1 minute)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's own choice, one per core)")
     p.add_argument("--device", default="cpu", help="torch device of the networks (cpu, cuda:0 ...)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_cmd_demo)
 
     p = subparsers.add_parser(
