@@ -160,7 +160,6 @@ def register(subparsers: Any) -> None:
         "(reconstruction, probes of every factor, Img2Tab vs pixel CNN, concept validity, edit "
         "strength, spurious-concept debugging); for any other model they are skipped with a "
         "warning. Writes metrics.json, report.md and figures.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--data", default=None, metavar="FOLDER",
                    help="evaluate on these images (a folder or one image file)")
