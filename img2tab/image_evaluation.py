@@ -297,9 +297,9 @@ def evaluate_images(
         cls = int(clf.predict(psi[te[:1]])[0])
         p_src = float(clf.predict_proba(g.psi.numpy())[0, cls])
         p_ed = clf.predict_proba(g.edited_psi.reshape(-1, layout.total).numpy())[:, cls]
-        tags = ["W1" if k in set(map(int, groups["w1"])) else "" for k in shown]
-        tags = [("+".join(x for x in (tg, "imp." if k in set(map(int, groups["importance"]))
-                                       else "") if x)) for k, tg in zip(shown, tags)]
+        top_w1, top_imp = set(groups["w1"]), set(groups["importance"])
+        tags = ["+".join(t for t, member in (("W1", k in top_w1), ("imp.", k in top_imp)) if member)
+                for k in shown]
         fig = plot_edit_grid(g.source[0], g.images[0], [concept_label(layout, k, tg)
                                                          for k, tg in zip(shown, tags)],
                              (-cfg.strength, cfg.strength), p_src,
