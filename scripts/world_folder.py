@@ -2,7 +2,7 @@
 
     python scripts/world_folder.py --n 400 --seed 7000 --size 64 --out runs/world_pngs
 
-writes ``OUT/img_00000.png ...`` and ``OUT/labels.csv`` (columns ``file, smile, skin_tone``: the
+writes ``OUT/img_00000.png ...`` and ``OUT/labels.csv`` (columns ``image, smile, skin_tone``: the
 task's class and protected attribute), for trying ``img2tab evaluate --data OUT --labels
 OUT/labels.csv --label-column smile``.
 """
@@ -10,11 +10,8 @@ OUT/labels.csv --label-column smile``.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from PIL import Image
-
-from img2tab._atomic import atomic_path, atomic_write_text
+from img2tab.io import save_image_folder
 from img2tab.world import make_task
 
 
@@ -26,16 +23,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64, help="image side")
     ap.add_argument("--out", required=True, help="output folder")
     a = ap.parse_args()
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     task = make_task(a.n, seed=a.seed, size=a.size)
-    rows = ["file,smile,skin_tone"]
-    for i, img in enumerate(task.images):
-        name = f"img_{i:05d}.png"
-        with atomic_path(out / name) as tmp:
-            Image.fromarray(img).save(tmp, format="PNG")
-        rows.append(f"{name},{int(task.y[i])},{int(task.protected[i])}")
-    atomic_write_text(out / "labels.csv", "\n".join(rows) + "\n")
+    save_image_folder(task.images, a.out, columns={"smile": task.y, "skin_tone": task.protected})
 
 
 if __name__ == "__main__":
