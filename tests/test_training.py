@@ -212,6 +212,65 @@ def test_autoencoder_trains_and_checkpoints_load(tmp_path, images):
     assert load_discriminator(tmp_path / "generator.pt").size == SIZE
 
 
+def test_narrow_channels_and_fractional_adv_start(tmp_path, images):
+    from img2tab.training._common import parse_channels
+
+    assert parse_channels("narrow", 64) == ((4, 32), (8, 32), (16, 16), (32, 16), (64, 16))
+    tr = AutoencoderTrainer(_ae_cfg(steps=10, adv_start=0.6, adv_every=2), images, tmp_path / "a")
+    assert tr.adv_start_step() == 6
+    hist = tr.train()
+    assert [("g_adv" in h) for h in hist] == [False] * 6 + [True, False, True, False]
+    tr = AutoencoderTrainer(_ae_cfg(steps=10, adv_start=7), images, tmp_path / "b")
+    assert tr.adv_start_step() == 7
+
+
+def test_mix_codes_takes_rows_before_the_cut_from_each_image():
+    from img2tab.training.autoencoder import mix_codes
+
+    w = torch.arange(3)[:, None, None].expand(3, 5, 2).float()  # image i is all i
+    m = mix_codes(w, 2)
+    assert m[:, :2, 0].tolist() == [[0, 0], [1, 1], [2, 2]]
+    assert m[:, 2:, 0].tolist() == [[2, 2, 2], [0, 0, 0], [1, 1, 1]]
+    with pytest.raises(ValueError, match="cut"):
+        mix_codes(w, 5)
+
+
+def test_gray_generator_renders_r_equals_g_equals_b(tmp_path, images):
+    from img2tab.training.autoencoder import source_is_gray
+    from img2tab.training.data import ImageSource
+
+    gray = images.mean(-1, keepdims=True).astype(np.uint8).repeat(3, -1)
+    assert source_is_gray(ImageSource.from_array(gray))
+    assert not source_is_gray(ImageSource.from_array(images))
+    cfg = _ae_cfg(steps=3, color="auto", adv_lambda=0.02, cycle_lambda=0.1, cycle_mode="mix")
+    tr = AutoencoderTrainer(cfg, gray, tmp_path / "gray")
+    hist = tr.train()
+    assert tr.gray and "cycle" in hist[0] and np.isfinite(hist[-1]["cycle"])
+    assert "g_adv_cycle" in hist[0]  # the adversarial term reaches the mixed renders too
+    inv = load_inverter(tmp_path / "gray" / "inverter.pt")
+    with torch.no_grad():
+        y = inv.reconstruct(_x(images))  # even a colour input renders gray
+        psi = inv.psi(_x(gray))
+        k = int(np.flatnonzero(inv.layout.torgb_mask)[0])
+        psi[:, k] += 10.0  # a toRGB edit changes brightness, never a tint
+        y2 = inv.decoder.synthesize(inv.layout.unflatten(psi))
+    for img in (y, y2):
+        assert torch.equal(img[:, 0], img[:, 1]) and torch.equal(img[:, 1], img[:, 2])
+    rgb = AutoencoderTrainer(_ae_cfg(steps=1, color="auto"), images, tmp_path / "rgb")
+    assert not rgb.gray
+
+
+def test_style_cycle_edits_and_reads_back(tmp_path, images):
+    cfg = _ae_cfg(steps=2, cycle_lambda=0.05, cycle_mode="style", cycle_channels=3,
+                  cycle_batch=1.0)
+    hist = AutoencoderTrainer(cfg, images, tmp_path).train()
+    assert all(np.isfinite(h["cycle"]) and h["cycle"] > 0 for h in hist)
+    with pytest.raises(ValueError, match="cycle_mode"):
+        _ae_cfg(cycle_mode="swap")
+    with pytest.raises(ValueError, match="color"):
+        _ae_cfg(color="cmyk")
+
+
 @pytest.mark.parametrize("kind", ["gan", "e4e", "ae"])
 def test_resume_continues_from_saved_step(tmp_path, gan_run, images, kind):
     if kind == "gan":
@@ -252,7 +311,35 @@ def test_cli_help(cmd, capsys):
     with pytest.raises(SystemExit) as exc:
         cli_main([cmd, "--help"])
     assert exc.value.code == 0
-    assert "--data" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--data" in out
+
+
+def test_cli_help_shows_the_config_defaults():
+    import argparse
+    import dataclasses
+
+    from img2tab.cli import build_parser
+    from img2tab.cli._training import DEFAULT_THREADS
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    p = sub.choices["train-autoencoder"]
+    actions = {a.dest: a for a in p._actions}
+    helps = {a.dest: a.help for a in p._actions}
+    for f in dataclasses.fields(AutoencoderTrainConfig):
+        if f.name in helps:
+            text = helps[f.name]
+            assert text.count("(default: ") == 1, f.name
+            got = text[text.index("(default: ") + 10:-1]
+            if isinstance(f.default, bool):  # a flag is on by default iff it sets the default
+                want = "on" if actions[f.name].const == f.default else "off"
+            else:
+                want = {(32, 48, 64, 128): "32,48,64,128", (1, 2, 2, 1): "1,2,2,1",
+                        None: "none", "": "none"}.get(f.default, str(f.default))
+            assert got == want, (f.name, got, want)
+    assert helps["progress"].endswith("(default: off)")  # --no-progress
+    assert helps["threads"].endswith(f"(default: {DEFAULT_THREADS})")
+    assert helps["adv_lambda"].endswith(f"(default: {AutoencoderTrainConfig().adv_lambda})")
 
 
 def test_cli_two_step_runs(tmp_path):

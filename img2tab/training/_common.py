@@ -95,16 +95,33 @@ def default_channels(size: int) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
+def narrow_channels(size: int) -> tuple[tuple[int, int], ...]:
+    """Narrow channel table for concepts that explain: 32 at 4 and 8 px, 16 from 16 px up.
+
+    With few channels per layer every StyleSpace channel carries a larger share of the image, so
+    a single-channel edit changes it visibly (benchmarks/RESULTS.md, "A recipe that explains").
+    """
+    out = []
+    r = 4
+    while r <= size:
+        out.append((r, 32 if r <= 8 else 16))
+        r *= 2
+    return tuple(out)
+
+
 def parse_channels(
     spec: str | Mapping[int, int] | Sequence[Sequence[int]] | None, size: int
 ) -> tuple[tuple[int, int], ...] | None:
     """Parse ``"4:256,8:256,16:128"`` (or a dict / pairs) into sorted ``((res, width), ...)``.
 
-    ``None`` or ``"small"`` gives :func:`default_channels`; ``"standard"`` gives None (the
-    rosinality table of the channel multiplier). Every resolution 4 .. size must be present.
+    ``None`` or ``"small"`` gives :func:`default_channels`, ``"narrow"`` :func:`narrow_channels`;
+    ``"standard"`` gives None (the rosinality table of the channel multiplier). Every resolution
+    4 .. size must be present.
     """
     if spec is None or (isinstance(spec, str) and spec.strip().lower() == "small"):
         return default_channels(size)
+    if isinstance(spec, str) and spec.strip().lower() == "narrow":
+        return narrow_channels(size)
     if isinstance(spec, str):
         if spec.strip().lower() in ("standard", "rosinality", "default"):
             return None

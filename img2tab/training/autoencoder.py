@@ -12,6 +12,28 @@ noise buffers by default)::
     mse_lambda * MSE(y, x) + l1_lambda * L1(y, x) + msssim_lambda * (1 - MS-SSIM(y, x))
     + delta_norm_lambda * sum_i mean ||w_i - w_0||          # e4e regulariser: keeps W+ near W
     + adv_lambda * softplus(-D(y))                          # light adversarial term, from adv_start
+    + cycle_lambda * cycle loss                             # optional, see below
+
+Cycle regularisation (``cycle_lambda > 0``, every ``cycle_every`` steps, on the first
+``cycle_batch`` share of the batch), with the batch codes ``w`` detached:
+
+* ``cycle_mode="mix"`` (style mixing): ``w_mix`` takes the W+ rows before a random cut from one
+  image and the rows from the cut on from another; the loss is
+  ``mean (E(G(w_mix)) + latent_avg - w_mix)^2 / var(w)``: the generator must render every
+  layer's code so that the encoder can read it back layer by layer.
+* ``cycle_mode="style"`` (StyleSpace edits): ``cycle_channels`` random Ψ channels of every image
+  are moved by ``±cycle_sd`` batch standard deviations; the loss is the squared error between
+  the Ψ re-encoded from the edited render and the edited Ψ, in units of each channel's standard
+  deviation (floored at a tenth of the mean): single-channel edits must change the image in a
+  way the encoder reads back, which is what an edit's round trip (render, re-encode, classify)
+  needs.
+
+With ``cycle_adv`` the adversarial term also applies to the cycle's renders.
+
+``color="gray"`` ties the three output rows of every toRGB layer (weights and bias, at
+initialisation and after every step), so the generator renders R = G = B exactly while keeping
+the rosinality RGB layout; toRGB StyleSpace channels then change brightness only, never a tint.
+``color="auto"`` chooses gray when every training image has R = G = B.
 
 The discriminator (a small rosinality ``Discriminator``) sees real images against
 reconstructions, with lazy R1. ``latent_avg`` is fixed: the mean mapping output of the initial
@@ -64,7 +86,8 @@ from ._common import (
 )
 from .losses import d_logistic_loss, d_r1_loss, delta_loss, ms_ssim, sliced_wasserstein
 
-__all__ = ["AutoencoderTrainConfig", "AutoencoderTrainer", "train_autoencoder"]
+__all__ = ["AutoencoderTrainConfig", "AutoencoderTrainer", "mix_codes", "source_is_gray", "tie_gray",
+           "train_autoencoder"]
 
 logger = logging.getLogger("img2tab.training")
 
@@ -76,7 +99,8 @@ class AutoencoderTrainConfig:
     Attributes:
         size: image / generator resolution.
         style_dim, n_mlp, lr_mlp: generator latent width, mapping depth and lr multiplier.
-        channels: generator widths ``((res, width), ...)``, ``"small"`` (4:256, 8:256, 16:128,
+        channels: generator widths ``((res, width), ...)``, ``"narrow"`` (4:32, 8:32, then 16;
+            the default: single-channel edits stay visible), ``"small"`` (4:256, 8:256, 16:128,
             32:64, 64:32, ...) or ``"standard"`` (rosinality, ``channel_multiplier`` 2).
         encoder_type, input_size, widths, units, stem, mode: e4e encoder (``input_size`` 0 =
             ``min(256, size)``).
@@ -89,7 +113,8 @@ class AutoencoderTrainConfig:
         mse_lambda, l1_lambda, msssim_lambda: reconstruction losses.
         delta_norm, delta_norm_lambda: e4e delta regulariser (all deltas, every step).
         adv_lambda: weight of the non-saturating adversarial term (0 = none).
-        adv_start: step from which the adversarial term (and discriminator training) runs.
+        adv_start: step from which the adversarial term (and discriminator training) runs; a
+            value below 1 is a fraction of ``steps``.
         adv_every: apply the adversarial term and train the discriminator only every this many
             steps (lazy; an adversarial step roughly doubles the cost of a step on a CPU).
         d_channels: discriminator widths (same forms as ``channels``; None = the generator's).
@@ -102,27 +127,38 @@ class AutoencoderTrainConfig:
         ema_decay: EMA of encoder and generator (exported); 0 = export the raw networks.
         latent_avg_samples: samples averaged for ``latent_avg`` at initialisation.
         noise_mode: generator noise in training, ``"const"`` (fixed buffers) or ``"random"``.
+        color: ``"rgb"``, ``"gray"`` (toRGB output rows tied: R = G = B) or ``"auto"`` (gray
+            when every training image is gray).
+        cycle_lambda: weight of the cycle regulariser (0 = off).
+        cycle_mode: ``"mix"`` (W+ style mixing) or ``"style"`` (sparse Ψ edits).
+        cycle_every: apply it every this many steps.
+        cycle_batch: share of the batch it uses (at least 2 images).
+        cycle_sd: edit size of the ``"style"`` mode, in batch standard deviations.
+        cycle_channels: channels edited per image in the ``"style"`` mode.
+        cycle_adv: while the adversarial term runs, apply it to the cycle's renders too (and
+            show them to the discriminator as fakes): mixed or edited codes must render
+            realistic images, so an edit moves an image along the data, not off it.
         mirror, data, seed, device, sample_every, save_every, log_every, n_sample,
         keep_checkpoints, progress: as in
         :class:`~img2tab.training.stylegan2.StyleGAN2TrainConfig`.
     """
 
-    size: int = 64
-    style_dim: int = 128
+    size: int = 32
+    style_dim: int = 32
     n_mlp: int = 8
     lr_mlp: float = 0.01
-    channels: tuple[tuple[int, int], ...] | str = "small"
+    channels: tuple[tuple[int, int], ...] | str = "narrow"
     encoder_type: str = "Encoder4Editing"
     input_size: int = 0
     widths: tuple[int, int, int, int] = (32, 48, 64, 128)
     units: tuple[int, int, int, int] = (1, 2, 2, 1)
     stem: int = 32
     mode: str = "ir_se"
-    steps: int = 10_000
+    steps: int = 6_000
     batch: int = 32
     lr: float = 2e-3
     encoder_lr: float = 0.0
-    lr_decay_start: float = 1.0
+    lr_decay_start: float = 0.6
     lr_final: float = 0.05
     beta1: float = 0.0
     beta2: float = 0.99
@@ -131,9 +167,9 @@ class AutoencoderTrainConfig:
     msssim_lambda: float = 0.2
     delta_norm: float = 2.0
     delta_norm_lambda: float = 2e-4
-    adv_lambda: float = 0.02
-    adv_start: int = 2000
-    adv_every: int = 1
+    adv_lambda: float = 0.01
+    adv_start: float = 0.6
+    adv_every: int = 4
     d_channels: tuple[tuple[int, int], ...] | str | None = None
     d_lr: float = 0.0
     r1: float = 1.0
@@ -144,6 +180,14 @@ class AutoencoderTrainConfig:
     ema_decay: float = 0.999
     latent_avg_samples: int = 4096
     noise_mode: str = "const"
+    color: str = "auto"
+    cycle_lambda: float = 0.0
+    cycle_mode: str = "mix"
+    cycle_every: int = 1
+    cycle_batch: float = 0.5
+    cycle_sd: float = 3.0
+    cycle_channels: int = 4
+    cycle_adv: bool = True
     mirror: bool = False
     data: str = ""
     seed: int = 0
@@ -154,6 +198,14 @@ class AutoencoderTrainConfig:
     n_sample: int = 8
     keep_checkpoints: int = 3
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.color not in ("rgb", "gray", "auto"):
+            raise ValueError(f"color must be 'rgb', 'gray' or 'auto', got {self.color!r}")
+        if self.cycle_mode not in ("mix", "style"):
+            raise ValueError(f"cycle_mode must be 'mix' or 'style', got {self.cycle_mode!r}")
+        if not 0.0 < self.cycle_batch <= 1.0:
+            raise ValueError(f"cycle_batch must be in (0, 1], got {self.cycle_batch}")
 
     def generator_config(self) -> GeneratorConfig:
         """The generator architecture."""
@@ -198,6 +250,10 @@ class AutoencoderTrainer(Trainer):
         dev = self.device
         G = Generator(cfg.generator_config()).to(dev).train()
         E = build_encoder(cfg.encoder_config()).to(dev).train()
+        self.gray = cfg.color == "gray" or (cfg.color == "auto" and source_is_gray(self.data))
+        if self.gray:
+            tie_gray(G)
+            logger.info("gray generator: toRGB output rows tied (R = G = B)")
         with torch.no_grad():
             avg = G.mean_latent(cfg.latent_avg_samples, seed=cfg.seed)[0]
         G.latent_avg = avg
@@ -248,6 +304,11 @@ class AutoencoderTrainer(Trainer):
         frac = min(1.0, (i - start) / max(1.0, cfg.steps - start))
         return 1.0 - (1.0 - cfg.lr_final) * frac
 
+    def adv_start_step(self) -> int:
+        """First adversarial step (``adv_start``, or that fraction of ``steps`` when below 1)."""
+        cfg: AutoencoderTrainConfig = self.config
+        return int(round(cfg.adv_start * cfg.steps)) if cfg.adv_start < 1 else int(cfg.adv_start)
+
     def _step(self, i: int) -> dict[str, float]:
         cfg: AutoencoderTrainConfig = self.config
         G, E, D = self.generator, self.encoder, self.discriminator
@@ -255,9 +316,9 @@ class AutoencoderTrainer(Trainer):
         E.train()
         x = self._batch()
         adv_every = max(1, cfg.adv_every)
-        adv_k = (i - cfg.adv_start) // adv_every  # index of this adversarial step
-        adv_on = (cfg.adv_lambda > 0 and i >= cfg.adv_start
-                  and (i - cfg.adv_start) % adv_every == 0)
+        start = self.adv_start_step()
+        adv_k = (i - start) // adv_every  # index of this adversarial step
+        adv_on = cfg.adv_lambda > 0 and i >= start and (i - start) % adv_every == 0
         losses: dict[str, float] = {}
 
         w = self.inverter.encode(x)  # [B, L, D]
@@ -284,6 +345,17 @@ class AutoencoderTrainer(Trainer):
             adv = F.softplus(-D(y)).mean()
             total = total + cfg.adv_lambda * adv
             losses["g_adv"] = scalar(adv)
+        y_cyc = None
+        if cfg.cycle_lambda > 0 and i % max(1, cfg.cycle_every) == 0:
+            cyc, y_cyc = self._cycle_loss(w.detach())
+            total = total + cfg.cycle_lambda * cyc
+            losses["cycle"] = scalar(cyc)
+            if adv_on and cfg.cycle_adv:
+                adv_c = F.softplus(-D(y_cyc)).mean()
+                total = total + cfg.adv_lambda * adv_c
+                losses["g_adv_cycle"] = scalar(adv_c)
+            else:
+                y_cyc = None
         self.g_optim.zero_grad(set_to_none=True)
         self.e_optim.zero_grad(set_to_none=True)
         total.backward()
@@ -293,12 +365,15 @@ class AutoencoderTrainer(Trainer):
                 group["lr"] = base * ratio
         self.g_optim.step()
         self.e_optim.step()
+        if self.gray:
+            tie_gray(G)
         losses["loss"] = scalar(total)
         losses["psnr"] = scalar(10 * torch.log10(4.0 / mse.detach().clamp_min(1e-10)))
 
         if adv_on:
             requires_grad(D, True)
-            d_loss = d_logistic_loss(D(x), D(y.detach()))
+            fake = y.detach() if y_cyc is None else torch.cat([y.detach(), y_cyc.detach()])
+            d_loss = d_logistic_loss(D(x), D(fake))
             self.d_optim.zero_grad(set_to_none=True)
             d_loss.backward()
             self.d_optim.step()
@@ -325,6 +400,44 @@ class AutoencoderTrainer(Trainer):
             accumulate(self.generator_ema, G, decay)
             accumulate(self.encoder_ema, E, decay)
         return losses
+
+    def _encode_render(self, y: torch.Tensor) -> torch.Tensor:
+        """W+ of rendered images ``y`` [B, 3, S, S] (not clamped to [-1, 1], not checked)."""
+        s = self.inverter.input_size
+        if y.shape[-1] != s:
+            y = F.interpolate(y, size=(s, s), mode="bilinear", align_corners=False,
+                              antialias=True)
+        return self.encoder(y) + self.latent_avg
+
+    def _cycle_loss(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cycle regulariser on detached codes ``w`` [B, L, D] (see the module docstring)
+        and the renders it used."""
+        cfg: AutoencoderTrainConfig = self.config
+        G = self.generator
+        n = max(2, int(round(cfg.cycle_batch * w.shape[0])))
+        w = w[:n]
+        if cfg.cycle_mode == "mix":
+            cut = int(torch.randint(1, G.n_latent, (1,), generator=self.rng))
+            w_mix = mix_codes(w, cut)
+            y = G.synthesize(G.styles(w_mix), noise=cfg.noise_mode)
+            w_rec = self._encode_render(y)
+            var = w.var(dim=0).mean().clamp_min(1e-8)
+            return ((w_rec - w_mix) ** 2).mean() / var, y
+        with torch.no_grad():
+            styles = G.styles(w)
+            flat = torch.cat(styles, dim=1)  # [n, C]
+            sd = flat.std(dim=0)
+            sd = sd.clamp_min(0.1 * sd.mean())
+            C = flat.shape[1]
+            k = min(cfg.cycle_channels, C)
+            chans = torch.rand(n, C, generator=self.rng).argsort(dim=1)[:, :k].to(flat.device)
+            signs = (torch.randint(0, 2, (n, k), generator=self.rng) * 2 - 1).to(flat)
+            edited = flat.clone()
+            edited.scatter_add_(1, chans, signs * cfg.cycle_sd * sd[chans])
+        sizes = [s.shape[1] for s in styles]
+        y = G.synthesize(list(edited.split(sizes, dim=1)), noise=cfg.noise_mode)
+        rec = torch.cat(G.styles(self._encode_render(y)), dim=1)
+        return (((rec - edited) / sd) ** 2).mean(), y
 
     # ------------------------------------------------------------------ outputs
     def export_inverter(self) -> Inverter:
@@ -419,6 +532,30 @@ class AutoencoderTrainer(Trainer):
         if "data" in st:
             self.data.load_state_dict(st["data"])
         self.step = int(st.get("step", 0))
+
+
+def mix_codes(w: torch.Tensor, cut: int) -> torch.Tensor:
+    """Style mixing of a batch of W+ codes ``[B, L, D]``: rows ``< cut`` of image ``i``, rows
+    ``>= cut`` of image ``i - 1`` (cyclically)."""
+    if not 0 < cut < w.shape[1]:
+        raise ValueError(f"cut must lie in [1, {w.shape[1] - 1}], got {cut}")
+    return torch.cat([w[:, :cut], w.roll(1, 0)[:, cut:]], dim=1)
+
+
+def source_is_gray(source: Any, n_check: int = 256) -> bool:
+    """True when the first ``n_check`` images of an :class:`ImageSource` have R = G = B."""
+    idx = torch.arange(min(len(source), n_check))
+    x = source._get(idx)  # uint8 [n, 3, S, S]
+    return bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all())
+
+
+def tie_gray(G: Generator) -> None:
+    """Set every toRGB layer's three output rows (weight and bias) to their mean: R = G = B."""
+    with torch.no_grad():
+        for m in [G.to_rgb1, *G.to_rgbs]:
+            w = m.conv.weight  # [1, 3, in, 1, 1]
+            w.copy_(w.mean(dim=1, keepdim=True).expand_as(w))
+            m.bias.copy_(m.bias.mean(dim=1, keepdim=True).expand_as(m.bias))
 
 
 def train_autoencoder(
