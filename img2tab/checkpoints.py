@@ -473,6 +473,7 @@ def load_inverter(
         G = (load_generator(p) if generator is None else
              generator if isinstance(generator, Generator) else load_generator(generator))
         latent_avg = tensors.get("latent_avg_wplus")
+        opts = dict(cfg.get("opts") or {}) if isinstance(cfg.get("opts"), Mapping) else {}
     else:
         ckpt = load_checkpoint(p)
         if "state_dict" not in ckpt or not isinstance(ckpt["state_dict"], Mapping):
@@ -512,6 +513,7 @@ def load_inverter(
             latent_avg = latent_avg.float()
     inv = Inverter(enc.eval(), G.eval(), latent_avg)
     inv.source_path = str(p)
+    inv.opts = opts
     return inv.eval().to(device)
 
 

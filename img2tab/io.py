@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from ._atomic import atomic_path, atomic_write_text
 from .errors import Img2TabInputError
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "list_images",
     "load_image",
     "load_images",
+    "save_image_folder",
     "save_image_grid",
     "to_uint8",
 ]
@@ -517,5 +519,73 @@ def save_image_grid(
         grid[y : y + h, x : x + w] = arr[k]
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid, "RGB").save(out)
+    with atomic_path(out) as tmp:
+        Image.fromarray(grid, "RGB").save(tmp, format=Image.registered_extensions().get(
+            out.suffix.lower(), "PNG"))
     return out
+
+
+def save_image_folder(
+    images: np.ndarray,
+    folder: str | os.PathLike[str],
+    *,
+    names: Sequence[str] | None = None,
+    columns: dict[str, Sequence[Any]] | None = None,
+    labels_file: str = "labels.csv",
+) -> Path:
+    """Write images as PNG files and, with ``columns``, a labels CSV keyed by file name.
+
+    The result is what ``img2tab train-*``, ``encode --labels`` and ``evaluate --data --labels``
+    read: ``folder/<name>.png`` and ``folder/labels.csv`` with the columns ``image, <columns...>``
+    (``image`` is the file name). Every file is written atomically.
+
+    Args:
+        images: uint8 ``[N, H, W]`` (grayscale) or ``[N, H, W, 3]`` (RGB).
+        folder: output folder (created).
+        names: ``N`` file names without extension; default ``img_00000`` ...
+        columns: column name -> ``N`` values (e.g. ``{"label": y}``); None = no CSV.
+        labels_file: name of the CSV inside ``folder``.
+
+    Returns:
+        The folder.
+    """
+    arr = np.asarray(images)
+    if arr.dtype != np.uint8 or not (arr.ndim == 3 or (arr.ndim == 4 and arr.shape[-1] == 3)):
+        raise Img2TabInputError(
+            f"images must be uint8 [N, H, W] or [N, H, W, 3], got {arr.dtype} {arr.shape}")
+    n = len(arr)
+    names = [f"img_{i:05d}" for i in range(n)] if names is None else [str(x) for x in names]
+    if len(names) != n or len(set(names)) != n:
+        raise Img2TabInputError(f"names must be {n} distinct file names, got {len(names)} "
+                                f"({len(set(names))} distinct)")
+    bad = [x for x in names if not x or os.sep in x or "/" in x or x.startswith(".")]
+    if bad:
+        raise Img2TabInputError(f"names must be plain file names, got {bad[0]!r}")
+    cols = {str(k): list(v) for k, v in (columns or {}).items()}
+    for k, v in cols.items():
+        if len(v) != n:
+            raise Img2TabInputError(f"column {k!r} has {len(v)} values for {n} images")
+        if k == "image":
+            raise Img2TabInputError("'image' is the file-name column; rename that column")
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    mode = "L" if arr.ndim == 3 else "RGB"
+    for img, name in zip(arr, names, strict=True):
+        with atomic_path(out / f"{name}.png") as tmp:
+            Image.fromarray(np.ascontiguousarray(img), mode).save(tmp, format="PNG")
+    if cols:
+        import csv
+        import io as _io
+
+        buf = _io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["image", *cols])
+        for i, name in enumerate(names):
+            w.writerow([f"{name}.png", *(_plain(cols[k][i]) for k in cols)])
+        atomic_write_text(out / labels_file, buf.getvalue())
+    return out
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars as Python values, for CSV cells."""
+    return v.item() if isinstance(v, np.generic) else v

@@ -34,6 +34,15 @@ class LabelTable:
     ids: np.ndarray
     columns: dict[str, np.ndarray]
 
+    def _index(self) -> dict[str, int]:
+        return {str(k): i for i, k in enumerate(self.ids)}
+
+    def has_rows(self, ids: list[str] | np.ndarray) -> np.ndarray:
+        """``(len(ids),)`` bool: which ids have a row (matched as :meth:`lookup` matches them)."""
+        index = self._index()
+        return np.asarray([str(i) in index or os.path.basename(str(i)) in index for i in ids],
+                          dtype=bool).reshape(-1)
+
     def lookup(self, ids: list[str] | np.ndarray, column: str) -> np.ndarray:
         """Values of ``column`` for ``ids`` (matched by exact id, then by file name).
 
@@ -44,7 +53,7 @@ class LabelTable:
             raise Img2TabInputError(
                 f"label column {column!r} not found; available: {', '.join(self.columns)}"
             )
-        index = {str(k): i for i, k in enumerate(self.ids)}
+        index = self._index()
         rows = []
         missing = []
         for ident in ids:
@@ -54,7 +63,8 @@ class LabelTable:
             rows.append(-1 if i is None else i)
         if missing:
             raise Img2TabInputError(
-                f"{len(missing)} image(s) have no row in the label file, e.g. {missing[0]!r}"
+                f"{len(missing)} of {len(rows)} image(s) have no row in the label file, e.g. "
+                f"{missing[0]!r}"
             )
         return self.columns[column][np.asarray(rows, dtype=np.int64)]
 

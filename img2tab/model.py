@@ -86,9 +86,16 @@ class Img2Tab:
         device: torch device for the networks.
         progress: show progress bars.
 
-    Fitted attributes (set by :meth:`fit` only): ``classifier_``, ``layout_``, ``psi_mean_``,
-    ``psi_std_`` (``[D]``, the unit of edit strengths), ``w1_`` (``[D]`` class relevance on the
-    training data), ``classes_``.
+    Fitted attributes (set by :meth:`fit`, :meth:`from_fitted` or :meth:`load`):
+    ``classifier_``, ``layout_``, ``psi_mean_``, ``psi_std_`` (``[D]``, the unit of edit
+    strengths), ``w1_`` (``[D]`` class relevance on the training data for two classes; None for
+    three or more, see :meth:`relevance`), ``classes_``.
+
+    A classifier that is already fitted (e.g. ``load_classifier`` of a folder written by
+    ``img2tab fit``) may be passed as ``classifier``: the Img2Tab then predicts, explains and
+    lists concepts with it without :meth:`fit`; edits in standard deviations, W1 and
+    :meth:`debug` need the training Ψ, so use :meth:`from_fitted` (or :meth:`load` on the
+    folder ``img2tab fit`` wrote, which records it) for those.
     """
 
     def __init__(
@@ -172,13 +179,47 @@ class Img2Tab:
                 raise Img2TabInputError("fit needs labels: pass y or a PsiDataset with labels")
         psi = check_psi(self._as_psi(X))
         y = np.asarray(y)
+        base = self.classifier if self.classifier is not None else ConceptClassifier()
+        clf = clone(base).fit(psi, y)
+        return self._set_fitted(clf, X, psi, y)
+
+    @classmethod
+    def from_fitted(cls, classifier: ConceptClassifier, X: Any, y: Any = None,
+                    inverter: Inverter | None = None, **kwargs: Any) -> Img2Tab:
+        """An Img2Tab around a classifier already fitted on ``X`` (no refit).
+
+        Records what :meth:`fit` records (Ψ mean / std, binary W1, the training Ψ or a reference
+        to its file), so that the result edits, explains, debugs and saves like a fitted one.
+        ``img2tab fit`` uses it to write its folder.
+
+        Args:
+            classifier: a fitted :class:`ConceptClassifier`.
+            X: the training data it was fitted on (a :class:`PsiDataset` or Ψ ``[N, D]``).
+            y: ``[N]`` labels (default: ``X.labels``).
+            inverter: optional inverter.
+            **kwargs: other constructor arguments (``batch_size``, ``device``, ``progress``).
+        """
+        if not _is_fitted(classifier):
+            raise Img2TabInputError("from_fitted needs a fitted ConceptClassifier; use fit() otherwise")
+        obj = cls(inverter, clone(classifier), **kwargs)
+        if y is None:
+            if not (isinstance(X, PsiDataset) and X.labels is not None):
+                raise Img2TabInputError("from_fitted needs labels: pass y or a PsiDataset with labels")
+            y = X.labels
+        psi = check_psi(obj._as_psi(X))
+        y = np.asarray(y)
+        if psi.shape[1] != classifier.n_features_in_ or len(y) != len(psi):
+            raise Img2TabInputError(
+                f"X has shape {psi.shape} and y {len(y)} rows, but the classifier expects "
+                f"{classifier.n_features_in_} features")
+        return obj._set_fitted(classifier, X, psi, y)
+
+    def _set_fitted(self, clf: ConceptClassifier, X: Any, psi: np.ndarray, y: np.ndarray) -> Img2Tab:
         layout = None
         if isinstance(X, PsiDataset) and X.layout is not None:
             layout = X.layout
         elif self.inverter is not None and self.inverter.layout.total == psi.shape[1]:
             layout = self.inverter.layout
-        base = self.classifier if self.classifier is not None else ConceptClassifier()
-        clf = clone(base).fit(psi, y)
         mean, std = _column_stats(psi)  # blockwise float64: no N x D temporary
         self.layout_ = layout or StyleSpaceLayout.flat(psi.shape[1])
         self.psi_mean_ = mean.astype(np.float32)
@@ -192,8 +233,36 @@ class Img2Tab:
         return self
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "classifier_"):
-            raise Img2TabInputError("this Img2Tab is not fitted yet: call fit(X, y) first")
+        if hasattr(self, "classifier_"):
+            return
+        if self.classifier is not None and _is_fitted(self.classifier):
+            self._adopt(self.classifier)  # a classifier fitted elsewhere: use it as it is
+            return
+        raise Img2TabInputError("this Img2Tab is not fitted yet: call fit(X, y) first, or pass a "
+                                "fitted classifier (load_classifier(...))")
+
+    def _adopt(self, clf: ConceptClassifier) -> None:
+        """Use fitted ``clf`` without its training data (no Ψ statistics, W1 or debug)."""
+        n = int(clf.n_features_in_)
+        inv_layout = getattr(self.inverter, "layout", None)
+        self.classifier_ = clf
+        self.classes_ = clf.classes_
+        self.layout_ = inv_layout if inv_layout is not None and inv_layout.total == n \
+            else StyleSpaceLayout.flat(n)
+        self.psi_mean_ = None
+        self.psi_std_ = None
+        self.w1_ = None
+        self._train = None
+        self._train_source = None
+
+    def _require_std(self) -> np.ndarray:
+        if self.psi_std_ is None:
+            raise Img2TabInputError(
+                "edit strengths in standard deviations need the training Ψ, which this Img2Tab "
+                "does not have (it wraps a classifier fitted elsewhere): use "
+                "Img2Tab.from_fitted(classifier, train_dataset), Img2Tab.load on the folder "
+                "`img2tab fit` wrote, or pass scale=None / an array")
+        return self.psi_std_
 
     # ------------------------------------------------------------------ prediction
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -221,17 +290,46 @@ class Img2Tab:
         return global_importance(self.classifier_, importance_type, layout=self.layout_,
                                  **kw).head(top_k)
 
-    def relevance(self, top_k: int = 20) -> ConceptTable:
-        """Concepts ranked by W1 class relevance on the training data."""
-        from .tabular import concept_table
+    def relevance(
+        self,
+        top_k: int = 20,
+        *,
+        pair: tuple[Any, Any] | None = None,
+        mode: str = "one-vs-rest",
+        aggregate: str | None = None,
+    ) -> ConceptTable:
+        """Concepts ranked by W1 class relevance on the training data.
+
+        Two classes: one ``w1`` column (as before). Three or more classes need an explicit
+        choice, there is no implicit aggregation:
+
+        - ``pair=(a, b)``: W1 between classes ``a`` and ``b`` (labels as given), column
+          ``"w1[a vs b]"``;
+        - ``aggregate="max"`` or ``"mean"``: one column per class, ``"w1[c vs rest]"``
+          (``mode="one-vs-rest"``) or per pair, ``"w1[a vs b]"`` (``mode="pairwise"``), and the
+          ranking column ``"w1[max of one-vs-rest]"`` (etc.).
+
+        Multi-class W1 is computed on the training Ψ when asked (not cached).
+
+        Raises:
+            Img2TabInputError: several classes without ``pair`` / ``aggregate``; an unknown
+                class in ``pair``; no training Ψ (a classifier fitted elsewhere).
+        """
+        from .tabular import concept_table, relevance_columns
 
         top_k = check_positive_int(top_k, "top_k")
         self._check_fitted()
-        if self.w1_ is None:
-            raise Img2TabInputError("W1 relevance is defined here for binary labels only")
-        order = rank_descending(self.w1_)[:top_k]
-        return concept_table(order, layout=self.layout_, n_features=len(self.w1_),
-                             w1=self.w1_[order])
+        if len(self.classes_) == 2 and self.w1_ is not None:
+            if pair is not None:
+                relevance_columns(np.zeros((2, 1), np.float32), self.classes_, pair=pair)  # checks pair
+            rank_col, cols = "w1", {"w1": self.w1_}
+        else:
+            psi, y = self._training_data()
+            rank_col, cols = relevance_columns(psi, y, pair=pair, mode=mode, aggregate=aggregate,
+                                               progress=self.progress)
+        order = rank_descending(cols[rank_col])[:top_k]
+        return concept_table(order, layout=self.layout_, n_features=len(cols[rank_col]),
+                             **{k: np.asarray(v)[order] for k, v in cols.items()})
 
     # ------------------------------------------------------------------ edits and explanations
     def edit(
@@ -256,7 +354,7 @@ class Img2Tab:
             if scale != "std":
                 raise Img2TabInputError(f"scale must be 'std', an array or None, got {scale!r}")
             self._check_fitted()
-            scale = self.psi_std_
+            scale = self._require_std()
         if isinstance(x, torch.Tensor) and x.ndim == 3 and x.shape[1:] == (gen.n_latent,
                                                                           gen.style_dim):
             src = x
@@ -343,7 +441,8 @@ class Img2Tab:
         if render and self.inverter is not None and n:
             gen = self._require_inverter().generator
             src = torch.as_tensor(psi, dtype=torch.float32)
-            edited = torch.cat([edit_psi(src[i:i + 1], rendered[i].tolist(), strengths, self.psi_std_)
+            std = self._require_std()
+            edited = torch.cat([edit_psi(src[i:i + 1], rendered[i].tolist(), strengths, std)
                                 for i in range(n)])  # [B, k, n_strengths, D], each row its own concepts
             k, ns, d = edited.shape[1:]
             imgs = render_psi(gen, torch.cat([src, edited.reshape(-1, d)]), batch_size=self.batch_size,
@@ -355,6 +454,30 @@ class Img2Tab:
             p = self.classifier_.predict_proba(edited.reshape(-1, d).numpy()).reshape(n, k, ns, n_classes)
             edit_proba = np.take_along_axis(p, cls_idx[:, None, None, None], axis=3)[..., 0]
         return Explanation(proba, con, tables, edits, edit_proba, rendered, cls_idx)
+
+    def plot_explanation(self, explanation: Explanation, i: int = 0) -> Any:
+        """Figure of image ``i``'s rendered edits, each annotated with the probability of the
+        explained class, named (e.g. ``p(8)=0.91``; the predicted class unless ``explain`` was
+        given ``class_index``). Needs ``explain(..., render=True)``.
+
+        Returns:
+            A matplotlib ``Figure`` (rows: the image's top concepts, ``layer/channel@resolution``;
+            columns: the source, then each strength).
+        """
+        from .gallery import plot_edit_grid
+
+        self._check_fitted()
+        ex = explanation
+        if ex.edits is None or ex.edit_proba is None or ex.rendered is None:
+            raise Img2TabInputError("the explanation has no rendered edits: call explain(..., render=True)")
+        n = ex.proba.shape[0]
+        if not 0 <= int(i) < n:
+            raise Img2TabInputError(f"i must be in [0, {n}), got {i!r}")
+        c = int(ex.class_index[i]) if ex.class_index is not None else int(np.argmax(ex.proba[i]))
+        labels = [self.layout_.label(int(k)) for k in ex.rendered[i]]
+        return plot_edit_grid(ex.edits.source[i], ex.edits.images[i], labels, ex.edits.strengths,
+                              float(ex.proba[i, c]), ex.edit_proba[i],
+                              class_name=f"p({self.classes_[c]})")
 
     # ------------------------------------------------------------------ debugging
     def debug(
@@ -399,8 +522,16 @@ class Img2Tab:
                        else psi, y)
 
     # ------------------------------------------------------------------ persistence
+    def _adopted(self) -> Img2Tab:
+        self._check_fitted()
+        return self
+
     def _training_data(self) -> tuple[np.ndarray, np.ndarray]:
         train = getattr(self, "_train", None)
+        if train is None and getattr(self, "_train_source", None) is None:
+            raise Img2TabInputError(
+                "this Img2Tab has no training Ψ (it wraps a classifier fitted elsewhere): use "
+                "Img2Tab.from_fitted(classifier, train_dataset) or fit()")
         if train is None:
             raise Img2TabInputError(
                 "the training Ψ of this Img2Tab is not available (the file its save referred to "
@@ -483,9 +614,15 @@ class Img2Tab:
         """
         path = Path(path)
         meta_path = path / "img2tab.json"
+        if path.is_file():  # a bare XGBoost model file: the classifier alone
+            return cls(inverter, load_classifier(path), device=device)._adopted()
         if not meta_path.exists():
             raise FileNotFoundError(f"{path} is not a saved Img2Tab (no img2tab.json)")
         meta = read_json(meta_path, "Img2Tab header")
+        if isinstance(meta, dict) and meta.get("format") == "img2tab.classifier":
+            # a classifier folder (ConceptClassifier.save, or `img2tab fit` before 0.x): no
+            # training Ψ statistics were recorded with it
+            return cls(inverter, load_classifier(path), device=device)._adopted()
         if not isinstance(meta, dict) or meta.get("format") != "img2tab.Img2Tab":
             raise Img2TabInputError(f"{meta_path} is not an Img2Tab header")
         version = meta.get("version")
@@ -536,6 +673,11 @@ class Img2Tab:
         obj._train = train_xy
         obj._train_source = ref
         return obj
+
+
+def _is_fitted(clf: Any) -> bool:
+    return clf is not None and hasattr(clf, "classes_") and hasattr(clf, "n_features_in_") \
+        and hasattr(clf, "estimator_")
 
 
 def _own_copy(X: Any, psi: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from img2tab.world.demo import DemoConfig, run_demo
 def test_demo_writes_report(tmp_path, tiny_inverter):
     cfg = DemoConfig(n_train=120, n_test=60, n_spurious_train=120, n_spurious_test=60,
                      xgb_trees=10, n_explain=2, n_gallery=2, top_k=3, n_candidates=10, n_random=2,
-                     curve_budgets=(2,))
+                     curve_budgets=(2,), n_edit_strength=2)
     m = run_demo(tmp_path, tiny_inverter, cfg, progress=False)
     report = (tmp_path / "report.md").read_text()
     for section in ("Choosing the classifier", "Measuring concept importance",
@@ -35,6 +35,12 @@ def test_demo_writes_report(tmp_path, tiny_inverter):
     d = saved["debugging"]
     assert d["n_kept"] == d["n_features"] - d["n_excluded"]
     assert f"Excluded {saved['fairness']['n_excluded']} of {saved['fairness']['n_features']}" in report
+    # edit strength of the top-3 W1 / importance concepts against 3 random ones, on 2 test images
+    es = saved["edit_strength"]
+    assert set(es["summary"]) == {"w1", "importance", "random"} and es["n_images"] == 2
+    assert [r["concept"] for r in es["concepts"] if "w1" in r["groups"]] == [
+        c["feature"] for c in saved["top_w1"]]
+    assert "### Edit strength" in report and "| random | 3 |" in report
     # the README snippet is generated from metrics.json
     from img2tab.world.demo import readme_snippet
 

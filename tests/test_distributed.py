@@ -183,3 +183,10 @@ def test_cli_relevance_and_fit_on_a_scheduler(tmp_path, client, capsys):
     assert np.argmax(load_classifier(tmp_path / "clf").feature_importances_) == 11
     with pytest.raises(SystemExit):
         main(["relevance", str(tmp_path / "d.psi"), "--scheduler", addr, "--workers", "2"])
+    # three classes: the same named one-vs-rest columns and explicit aggregate as the local path
+    PsiDataset(x, labels=y + (x[:, 5] > 1).astype(int) * 2).save(tmp_path / "m.psi")
+    for where, extra in (("local", []), ("dask", ["--scheduler", addr])):
+        assert main(["relevance", str(tmp_path / "m.psi"), "-o", str(tmp_path / f"m_{where}.csv"),
+                     "--aggregate", "mean", "--no-progress", *extra]) == 0
+    assert (tmp_path / "m_dask.csv").read_text() == (tmp_path / "m_local.csv").read_text()
+    assert "w1[mean of one-vs-rest]" in (tmp_path / "m_dask.csv").read_text().splitlines()[0]

@@ -134,3 +134,28 @@ def test_encode_cli_with_celeba_labels(tmp_path, folder, tiny_inverter):
                "--celeba-attr", str(tmp_path / "attr.txt"), "--label-column", "Nope",
                "--no-progress"])
     assert rc == 2
+
+
+def test_encode_labels_csv_missing_rows_counted_and_labeled_only(tmp_path, folder, tiny_inverter,
+                                                                 capsys):
+    """A CSV covering 7 of the 11 images: the error counts all 4 missing rows (not 1, as when
+    only the first image was checked); --labeled-only encodes exactly the 7 labelled images."""
+    model = save_e4e(tiny_inverter, tmp_path / "inv.pt")
+    labelled = [0, 2, 3, 5, 7, 9, 10]  # 000000.png (the first image) is labelled, 000001.png not
+    (tmp_path / "l.csv").write_text("file,digit\n" + "".join(f"{i:06d}.png,{i % 3}\n" for i in labelled))
+    base = ["encode", str(folder), "--model", str(model), "--labels", str(tmp_path / "l.csv"),
+            "--label-column", "digit", "--batch-size", "4", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "a.psi")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "4 of 11 image(s) have no row" in err[0] and "--labeled-only" in err[0]
+    assert "000001.png" in err[0]
+    assert main([*base, "--out", str(tmp_path / "b.psi"), "--labeled-only"]) == 0
+    ds = PsiDataset.load(tmp_path / "b.psi")
+    assert [str(i) for i in ds.ids] == [f"{i:06d}.png" for i in labelled] or \
+        [str(i).rsplit("/", 1)[-1] for i in ds.ids] == [f"{i:06d}.png" for i in labelled]
+    np.testing.assert_array_equal(ds.labels, [i % 3 for i in labelled])
+    want = _expected(tiny_inverter, folder)[labelled]
+    np.testing.assert_allclose(ds.psi, want, rtol=1e-4, atol=1e-4)
+    # --labeled-only needs a label file
+    assert main(["encode", str(folder), "--model", str(model), "--out", str(tmp_path / "c.psi"),
+                 "--labeled-only", "--no-progress"]) == 2

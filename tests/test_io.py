@@ -347,3 +347,31 @@ def test_save_image_grid(tmp_path):
     assert np.array_equal(grid[10:18, 8:14], to_uint8(x)[3])
     out2 = save_image_grid(to_uint8(x), tmp_path / "g2.png", nrow=8)
     assert np.asarray(Image.open(out2)).shape == (8 + 4, 5 * 8 + 2, 3)
+
+
+def test_save_image_folder_round_trip(tmp_path):
+    from img2tab.io import list_images, save_image_folder
+    from img2tab.labels import read_label_csv
+
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, size=(3, 8, 8), dtype=np.uint8)
+    out = save_image_folder(gray, tmp_path / "g", names=["a", "b", "c"],
+                            columns={"label": np.array([3, 8, 3]), "split": ["train", "test", "train"]})
+    files = list_images(out)
+    assert [f.name for f in files] == ["a.png", "b.png", "c.png"]
+    back = np.asarray(Image.open(files[1]))
+    np.testing.assert_array_equal(back, gray[1])  # lossless, stays single-channel
+    table = read_label_csv(out / "labels.csv")
+    assert table.ids.tolist() == ["a.png", "b.png", "c.png"]
+    assert table.lookup(["b.png"], "label").tolist() == [8]
+    assert table.columns["split"].tolist() == ["train", "test", "train"]
+    rgb = rng.integers(0, 256, size=(2, 4, 4, 3), dtype=np.uint8)
+    save_image_folder(rgb, tmp_path / "c")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "c" / "img_00001.png")), rgb[1])
+    assert not (tmp_path / "c" / "labels.csv").exists()
+    with pytest.raises(ValueError, match="uint8"):
+        save_image_folder(gray.astype(np.float32), tmp_path / "x")
+    with pytest.raises(ValueError, match="distinct"):
+        save_image_folder(gray, tmp_path / "x", names=["a", "a", "b"])
+    with pytest.raises(ValueError, match="has 2 values"):
+        save_image_folder(gray, tmp_path / "x", columns={"y": [1, 2]})

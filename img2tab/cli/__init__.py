@@ -15,24 +15,64 @@ is a bug and shows its traceback. With ``-v`` the traceback is always printed (b
 from __future__ import annotations
 
 import argparse
+import copy
 import errno
 import importlib
 import logging
+import re
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from .._version import __version__
 
-__all__ = ["build_parser", "main"]
+__all__ = ["HelpFormatter", "build_parser", "main"]
 
 # Modules that contribute subcommands, in the order they appear in ``--help``.
 _COMMAND_MODULES = ("_tabular", "_networks", "_training", "_demo", "_benchmark")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with every option's default: ``(default: X)`` is appended unless the help text
+    already says its default, or the default is None / False (flags, and options whose default
+    is stated in words because a config fills it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if _STATES_DEFAULT.search(text) or not _has_default(action):
+            return action.help
+        return f"{text} (default: %(default)s)".strip()
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and _has_default(action):  # no help text: still show the default
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
+
+# "default" as a word of the help text, not the quoted value 'default' (e.g. --model 'default')
+_STATES_DEFAULT = re.compile(r"(?<!['\"])\bdefault\b(?!['\"])", re.IGNORECASE)
+
+
+def _has_default(action: argparse.Action) -> bool:
+    """True for an option whose default is worth showing (not None, False or suppressed)."""
+    if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
+        return False
+    return bool(action.option_strings) or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose help (its own and its subcommands') uses :class:`HelpFormatter`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser with every available subcommand."""
-    parser = argparse.ArgumentParser(
+    """Build the argument parser with every available subcommand (``--help`` shows defaults)."""
+    parser = _Parser(
         prog="img2tab",
         description="Img2Tab: explainable image classification by StyleGAN2 StyleSpace concepts.",
     )

@@ -55,15 +55,19 @@ def register(subparsers: Any) -> None:
         "and score concept-factor alignment, reliance agreement, localisation and counterfactual "
         "faithfulness against exact re-renders. Writes report.md, results.json and figures.",
     )
-    p.add_argument("--out", default="benchmark_report", help="output folder (default benchmark_report)")
+    p.add_argument("--out", default="benchmark_report", help="output folder")
     p.add_argument("--quick", action="store_true", help="one seed, small splits (CI, about 2 minutes)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; quick: 0)")
     p.add_argument("--tasks", default="unbiased,biased",
                    help="comma-separated tasks: unbiased, biased, biased-glasses")
     p.add_argument("--methods", default=None, help="comma-separated explainer names (default: all)")
     p.add_argument("--list", action="store_true", help="list the registered explainers and exit")
-    p.add_argument("--model", default="default", help="inverter file, or 'default'")
-    p.add_argument("--cache-dir", default=None, help="cache of trained ConceptCNNs and factor oracles")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--model", default="default",
+                   help="inverter file, or 'default' for the embedded model")
+    p.add_argument("--cache-dir", default=None,
+                   help="cache of trained ConceptCNNs and factor oracles "
+                   "(default: $IMG2TAB_CACHE, else ~/.cache/img2tab)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's own choice, one per core)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_cmd_benchmark)

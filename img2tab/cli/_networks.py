@@ -58,16 +58,34 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         sources = [s for s, k in zip(sources, keep) if k]
         if not sources:
             raise Img2TabInputError(f"no images of split {args.split!r} in {args.partition}")
-    if (args.label_column or args.protected_column) and table is None:
-        raise Img2TabInputError("--label-column / --protected-column need --labels or --celeba-attr")
+    if (args.label_column or args.protected_column or args.labeled_only) and table is None:
+        raise Img2TabInputError(
+            "--label-column / --protected-column / --labeled-only need --labels or --celeba-attr")
+    if table is not None and (args.label_column or args.protected_column or args.labeled_only):
+        for column in (args.label_column, args.protected_column):
+            if column:
+                table.lookup([], column)  # fail fast on a bad column name
+        has = table.has_rows([str(s) for s in sources])
+        n_missing = int((~has).sum())
+        label_file = args.labels or args.celeba_attr
+        if args.labeled_only:
+            if n_missing:
+                logger.info("--labeled-only: encoding the %d labelled images; %d of %d have no row "
+                            "in %s", len(sources) - n_missing, n_missing, len(sources), label_file)
+            sources = [s for s, h in zip(sources, has) if h]
+            if not sources:
+                raise Img2TabInputError(f"none of the images has a row in {label_file}")
+        elif n_missing:
+            first = next(str(s) for s, h in zip(sources, has) if not h)
+            raise Img2TabInputError(
+                f"{n_missing} of {len(has)} image(s) have no row in {label_file}, e.g. {first!r}; "
+                "add their rows, or pass --labeled-only to encode only the labelled images")
 
     def _getter(column: str | None):
         if column is None:
             return None
         return lambda ids: np.asarray(table.lookup(ids, column))
 
-    if args.label_column and table is not None:
-        table.lookup([str(s) for s in sources[:1]], args.label_column)  # fail fast on bad columns
     inv = load_inverter_spec(args.model, args.device)
     common = dict(
         batch_size=args.batch_size,
@@ -102,17 +120,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("images", nargs="+", help="image files and/or folders")
     p.add_argument("--model", default="default",
                    help="inverter checkpoint (e4e .pt or img2tab directory), or 'default' for the "
-                   "embedded model (default)")
+                   "embedded model")
     p.add_argument("--out", required=True, help="output Ψ dataset directory (e.g. train.psi)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per encoder call")
     p.add_argument("--shard-size", type=int, default=1024, help="images per resumable shard")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     p.add_argument("--labels", help="CSV with a header; first column (or --id-column) = file name")
-    p.add_argument("--id-column", help="CSV column holding the file names")
+    p.add_argument("--id-column", help="CSV column holding the file names (default: the first)")
     p.add_argument("--celeba-attr", help="CelebA list_attr_celeba.txt")
     p.add_argument("--partition", help="CelebA list_eval_partition.txt (filters by --split)")
     p.add_argument("--split", default="train", help="train, val or test (with --partition)")
     p.add_argument("--label-column", help="column / attribute used as the label (e.g. Smiling)")
+    p.add_argument("--labeled-only", action="store_true",
+                   help="encode only the images that have a row in --labels / --celeba-attr "
+                   "(otherwise images without a row are an error that counts them)")
     p.add_argument("--protected-column", help="column / attribute used as protected attribute")
     p.add_argument("--skip-errors", action="store_true", help="skip unreadable images")
     p.add_argument("--center-crop", action="store_true", help="centre-crop to square first")

@@ -1,8 +1,15 @@
 """``img2tab fit | relevance | concepts | debug``: the tabular half of Img2Tab from the shell.
 
-Datasets are Ψ dataset directories written by :meth:`img2tab.tabular.PsiDataset.save`;
-classifiers are directories written by :meth:`ConceptClassifier.save` or XGBoost ``.json`` files
-(e.g. the official ``Final_gender_XGBoost.json``).
+Datasets are Ψ dataset directories written by :meth:`img2tab.tabular.PsiDataset.save`.
+``img2tab fit`` writes an :class:`img2tab.Img2Tab` folder (``Img2Tab.save``: the classifier in
+``classifier/``, the training Ψ statistics and W1, and a reference to the training Ψ); every
+command that reads a classifier also takes a folder written by :meth:`ConceptClassifier.save`
+(e.g. by ``img2tab debug`` or an older ``img2tab fit``) or an XGBoost ``.json`` file (e.g. the
+official ``Final_gender_XGBoost.json``).
+
+``--classes 3,8`` (fit, relevance, debug) keeps only the rows whose label is one of those
+classes; the labels keep their values (3 and 8, not 0 and 1), so classifiers, W1 columns and
+reports name the classes as the dataset does.
 """
 
 from __future__ import annotations
@@ -96,6 +103,44 @@ def _load_dataset(path: str, *, need_labels: bool = True) -> Any:
     return ds
 
 
+def parse_classes(text: str | None, labels: np.ndarray, what: str = "--classes") -> np.ndarray | None:
+    """``"3,8"`` -> a boolean row mask keeping the labels 3 and 8 (None when ``text`` is None).
+
+    Tokens are matched against the labels as text (``"3"`` matches the integer label 3).
+
+    Raises:
+        Img2TabInputError: fewer than two classes, a repeated class, or a class not in the labels.
+    """
+    if text is None:
+        return None
+    tokens = [t.strip() for t in str(text).split(",") if t.strip()]
+    as_text = np.asarray([str(v) for v in np.asarray(labels).reshape(-1).tolist()])
+    present = set(as_text.tolist())
+    missing = [t for t in tokens if t not in present]
+    if missing:
+        shown = sorted(present, key=lambda v: (len(v), v))[:20]
+        raise Img2TabInputError(f"{what} {text!r}: class {missing[0]!r} is not a label of the "
+                                f"dataset (labels: {', '.join(shown)})")
+    if len(set(tokens)) != len(tokens) or len(tokens) < 2:
+        raise Img2TabInputError(f"{what} needs two or more different classes, e.g. 3,8; got {text!r}")
+    return np.isin(as_text, tokens)
+
+
+def _select(ds: Any, text: str | None, path: str) -> Any:
+    """``ds`` restricted to the ``--classes`` rows (``ds`` itself when not given)."""
+    mask = parse_classes(text, ds.labels)
+    if mask is None:
+        return ds
+    logger.info("--classes %s: keeping %d of %d rows of %s", text, int(mask.sum()), len(ds), path)
+    return ds.subset(mask)
+
+
+def _no_cluster_with_classes(args: argparse.Namespace) -> None:
+    if getattr(args, "classes", None) and (args.scheduler is not None or args.workers is not None):
+        raise Img2TabInputError("--classes cannot be combined with --scheduler / --workers; "
+                                "save the selected rows as their own dataset first")
+
+
 def _load_array(path: str, n: int, what: str) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
@@ -116,20 +161,36 @@ def _write_text(text: str, output: str | None) -> None:
         logger.info("wrote %s", output)
 
 
-def _relevance_scores(
-    psi: Any, labels: Any, standardize: bool, progress: bool, client: Any = None, source: Any = None
-) -> np.ndarray:
-    from img2tab.tabular import wasserstein_relevance
+def _relevance_columns(
+    psi: Any, labels: Any, args: argparse.Namespace, standardize: bool = True, client: Any = None,
+    source: Any = None,
+) -> tuple[str, dict[str, np.ndarray]]:
+    """Named W1 columns (see :func:`img2tab.tabular.relevance_columns`) for ``--pair`` /
+    ``--mode`` / ``--aggregate``, and the column to rank by."""
+    from img2tab.tabular import relevance_columns
 
+    pair = _parse_pair(args.pair)
+    kw = dict(pair=pair, mode=args.mode, aggregate=args.aggregate, standardize=standardize,
+              progress=not args.no_progress)
     if client is not None:  # one task per column block on the cluster
         from img2tab.distributed import dataset_as_dask, wasserstein_relevance_dask
 
+        if pair is not None:
+            raise Img2TabInputError("--pair cannot be combined with --scheduler / --workers")
         x = dataset_as_dask(source, chunk_rows=len(psi), chunk_cols=256).psi  # each task reads its columns
-        w = wasserstein_relevance_dask(x, labels, standardize, client=client)
-    else:
-        w = wasserstein_relevance(psi, labels, standardize=standardize, progress=progress)
-    w = np.asarray(w, dtype=np.float64)
-    return w.max(axis=0) if w.ndim == 2 else w  # multi-class: largest one-vs-rest W1
+        mode = "pairwise" if args.mode == "pairwise" else "ovr"
+        scores = wasserstein_relevance_dask(x, labels, standardize, client=client, multiclass=mode)
+        return relevance_columns(None, labels, scores=scores, **kw)
+    return relevance_columns(psi, labels, **kw)
+
+
+def _parse_pair(text: str | None) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    parts = [t.strip() for t in str(text).split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise Img2TabInputError(f"--pair expects two classes A,B (e.g. 3,8), got {text!r}")
+    return parts[0], parts[1]
 
 
 # --------------------------------------------------------------------------- commands
@@ -138,8 +199,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     check_output(args.output, "dir", args.overwrite)
     check_device(args.device)
+    _no_cluster_with_classes(args)
     params = parse_params(args.param)
-    ds = _load_dataset(args.dataset)
+    ds = _select(_load_dataset(args.dataset), args.classes, args.dataset)
     clf = ConceptClassifier(
         model=args.model,
         preset=args.preset,
@@ -163,10 +225,16 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                 clf.fit(x, ds.labels, client=client)
         except (ValueError, TypeError) as exc:
             raise _param_error(exc, params, args.model) from exc
-    out = clf.save(args.output)
+    from img2tab import Img2Tab
+
+    # One format: an Img2Tab folder (its classifier in classifier/), read by Img2Tab.load,
+    # load_classifier and every command that takes a classifier.
+    model = Img2Tab.from_fitted(clf, ds, progress=not args.no_progress)
+    out = model.save(args.output, overwrite=True)
     summary: dict[str, Any] = {
         "output": str(out),
         "model": args.model,
+        "classes": np.asarray(clf.classes_).tolist(),
         "n_train": len(ds),
         "n_features": ds.n_features,
         "masked": clf.masked_features_.tolist(),
@@ -174,7 +242,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "train": classification_metrics(clf, ds.psi, ds.labels),
     }
     if args.eval:
-        ev = _load_dataset(args.eval)
+        ev = _select(_load_dataset(args.eval), args.classes, args.eval)
         summary["eval"] = classification_metrics(clf, ev.psi, ev.labels)
     print(json.dumps(summary, indent=2, default=str))
     return 0
@@ -184,18 +252,21 @@ def _cmd_relevance(args: argparse.Namespace) -> int:
     from img2tab.tabular import concept_table, rank_descending
 
     check_output(args.output, "file", args.overwrite)
-    ds = _load_dataset(args.dataset, need_labels=args.by == "labels")
+    _no_cluster_with_classes(args)
+    ds = _load_dataset(args.dataset, need_labels=args.by == "labels" or args.classes is not None)
+    ds = _select(ds, args.classes, args.dataset)
     target = ds.labels if args.by == "labels" else ds.protected
     if target is None:
         raise Img2TabInputError(f"dataset {args.dataset} has no protected attribute")
     with cluster_client(args) as client:
-        w = _relevance_scores(ds.psi, target, not args.no_standardize, not args.no_progress, client,
-                              args.dataset)
-    order = rank_descending(w)
+        rank_col, cols = _relevance_columns(ds.psi, target, args, not args.no_standardize, client,
+                                            args.dataset)
+    order = rank_descending(cols[rank_col])
     if args.top:
         order = order[: args.top]
-    table = concept_table(order, ds.layout, ds.n_features, w1=w[order]).select(
-        "rank", "feature", "layer", "channel", "resolution", "is_torgb", "w1"
+    table = concept_table(order, ds.layout, ds.n_features,
+                          **{k: v[order] for k, v in cols.items()}).select(
+        "rank", "feature", "layer", "channel", "resolution", "is_torgb", *cols
     )
     text = table.to_markdown() if args.format == "markdown" else table.to_csv()
     _write_text(text, args.output)
@@ -207,7 +278,7 @@ def _cmd_concepts(args: argparse.Namespace) -> int:
 
     check_output(args.output, "file", args.overwrite)
     clf = load_classifier(args.classifier)
-    layout, w1, X, y = None, None, None, None
+    layout, w1, X, y, rank_col = None, None, None, None, "w1"
     if args.dataset:
         ds = _load_dataset(args.dataset)
         if ds.n_features != clf.n_features_in_:
@@ -216,7 +287,8 @@ def _cmd_concepts(args: argparse.Namespace) -> int:
                 f"{clf.n_features_in_} features as input"
             )
         layout, X, y = ds.layout, ds.psi, ds.labels
-        w1 = _relevance_scores(ds.psi, ds.labels, True, not args.no_progress)
+        rank_col, cols = _relevance_columns(ds.psi, ds.labels, args)
+        w1 = cols[rank_col]
     if args.importance_type == "permutation" and X is None:
         raise Img2TabInputError("--importance-type permutation needs --dataset")
     table = global_importance(
@@ -230,6 +302,9 @@ def _cmd_concepts(args: argparse.Namespace) -> int:
     )
     if args.top:
         table = table.head(args.top)
+    if w1 is not None and rank_col != "w1":  # say which W1 it is: w1[3 vs 8], w1[max of ...]
+        names = [rank_col if n == "w1" else n for n in table.column_names]
+        table = type(table)({n: table[o] for n, o in zip(names, table.column_names)})
     text = table.to_markdown() if args.format == "markdown" else table.to_csv()
     _write_text(text, args.output)
     return 0
@@ -247,12 +322,24 @@ def _cmd_debug(args: argparse.Namespace) -> int:
     clf = load_classifier(args.classifier)
     train = _load_dataset(args.train)
     train_prot = _load_array(args.protected, len(train), "protected") if args.protected else train.protected
+    keep = parse_classes(args.classes, train.labels)
+    if keep is not None:
+        logger.info("--classes %s: keeping %d of %d training rows", args.classes, int(keep.sum()), len(train))
+        train = train.subset(keep)
+        train_prot = None if train_prot is None else np.asarray(train_prot)[keep]
     refit = False
     if args.eval:
         ev = _load_dataset(args.eval)
         eval_prot = (
             _load_array(args.eval_protected, len(ev), "protected") if args.eval_protected else ev.protected
         )
+        keep_ev = parse_classes(args.classes, ev.labels)
+        if keep_ev is not None:
+            ev = ev.subset(keep_ev)
+            eval_prot = None if eval_prot is None else np.asarray(eval_prot)[keep_ev]
+        # a classifier fitted on other classes cannot be the "before" model: refit it here
+        refit = keep is not None and not np.array_equal(
+            np.asarray(clf.classes_).astype(str), np.unique(train.labels).astype(str))
         X_tr, y_tr, p_tr = train.psi, train.labels, train_prot
         X_ev, y_ev = ev.psi, ev.labels
     else:  # hold out part of the training set; refit the baseline on the same rows
@@ -318,6 +405,28 @@ def _add_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _add_classes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--classes", metavar="A,B,...", default=None,
+                   help="keep only rows whose label is one of these classes, e.g. 3,8; labels keep "
+                   "their values (default: all rows)")
+
+
+def _add_multiclass(p: argparse.ArgumentParser, what: str) -> None:
+    from img2tab.tabular import AGGREGATES
+
+    g = p.add_argument_group(
+        "multi-class W1", f"With two classes {what} is one W1 column. With three or more choose "
+        "--pair, or --aggregate to rank by the max or mean of per-class (one-vs-rest) or per-pair "
+        "W1; there is no implicit aggregation. Columns are named w1[3 vs 8], w1[3 vs rest], "
+        "w1[max of one-vs-rest].")
+    g.add_argument("--pair", metavar="A,B", default=None, help="W1 between class A and class B only")
+    g.add_argument("--mode", choices=("one-vs-rest", "pairwise"), default="one-vs-rest",
+                   help="per-class or per-pair W1 columns (with --aggregate)")
+    g.add_argument("--aggregate", choices=AGGREGATES, default=None,
+                   help="rank by this aggregate of the per-class / per-pair columns (default: none; "
+                   "needed for 3+ classes without --pair)")
+
+
 def register(subparsers: Any) -> None:
     """Add the ``fit``, ``relevance``, ``concepts`` and ``debug`` subcommands."""
     from img2tab.tabular import MODELS, PRESETS
@@ -325,13 +434,18 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "fit",
         help="train a concept classifier on a Ψ dataset",
-        description="Train a ConceptClassifier on a Ψ dataset and save it to a directory.",
+        description="Train a ConceptClassifier on a Ψ dataset and save it, with the training Ψ "
+        "statistics and a reference to the dataset, as an Img2Tab folder (Img2Tab.load, "
+        "load_classifier, concepts and debug read it).",
     )
     p.add_argument("dataset", help="Ψ dataset directory (with labels)")
-    p.add_argument("-o", "--output", required=True, help="output classifier directory")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder: an Img2Tab folder (Img2Tab.load, load_classifier and the "
+                   "other commands read it)")
     p.add_argument("--model", default="xgboost", choices=MODELS, help="tabular model")
     p.add_argument(
-        "--preset", default=None, choices=sorted(PRESETS), help="official XGBoost hyper-parameters"
+        "--preset", default=None, choices=sorted(PRESETS),
+        help="official XGBoost hyper-parameters (default: none, the library defaults)"
     )
     p.add_argument(
         "--param",
@@ -340,11 +454,16 @@ def register(subparsers: Any) -> None:
         help="inner-model parameter, repeatable (e.g. --param n_estimators=200)",
     )
     p.add_argument("--exclude", metavar="INDICES", help="concepts to mask, e.g. 4614,512,10-12")
-    p.add_argument("--mask-strategy", default="drop", choices=("drop", "mean"))
+    p.add_argument("--mask-strategy", default="drop", choices=("drop", "mean"),
+                   help="drop masked columns, or set them to the training mean")
     p.add_argument("--device", default=None, help="XGBoost device (default: cuda if available)")
-    p.add_argument("--random-state", type=int, default=None)
-    p.add_argument("--early-stopping-rounds", type=int, default=None)
-    p.add_argument("--eval", metavar="DATASET", help="also report metrics on this dataset")
+    p.add_argument("--random-state", type=int, default=None,
+                   help="seed of the model (default: the --preset's, else none)")
+    p.add_argument("--early-stopping-rounds", type=int, default=None,
+                   help="stop boosting after N rounds without improvement on a held-out split "
+                   "(default: the --preset's, else no early stopping)")
+    p.add_argument("--eval", metavar="DATASET", help="also report metrics on this dataset (default: none)")
+    _add_classes(p)
     add_cluster(p)
     add_overwrite(p)
     _add_progress(p)
@@ -354,7 +473,8 @@ def register(subparsers: Any) -> None:
         "relevance",
         help="rank concepts by Wasserstein-1 class relevance",
         description="Rank Ψ columns by the W1 distance between classes (z-scored columns) and "
-        "write a CSV: rank, feature, layer, channel, resolution, is_torgb, w1.",
+        "write a CSV: rank, feature, layer, channel, resolution, is_torgb, w1 (two classes); "
+        "with more classes the W1 columns say what they compare (see --pair / --aggregate).",
     )
     p.add_argument("dataset", help="Ψ dataset directory")
     p.add_argument("-o", "--output", default=None, help="output file (default: stdout)")
@@ -366,7 +486,9 @@ def register(subparsers: Any) -> None:
         help="relevance to the labels or to the protected attribute",
     )
     p.add_argument("--no-standardize", action="store_true", help="W1 on raw values")
-    p.add_argument("--format", choices=("csv", "markdown"), default="csv")
+    p.add_argument("--format", choices=("csv", "markdown"), default="csv", help="output format")
+    _add_classes(p)
+    _add_multiclass(p, "the output")
     add_cluster(p)
     add_overwrite(p)
     _add_progress(p)
@@ -392,8 +514,9 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="XGBoost: count trees after best_iteration too (official behaviour)",
     )
-    p.add_argument("--format", choices=("csv", "markdown"), default="csv")
+    p.add_argument("--format", choices=("csv", "markdown"), default="csv", help="output format")
     p.add_argument("-o", "--output", default=None, help="output file (default: stdout)")
+    _add_multiclass(p, "the --dataset W1 column")
     add_overwrite(p)
     _add_progress(p)
     p.set_defaults(func=_cmd_concepts)
@@ -439,8 +562,10 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help=".npy/.txt protected attribute for --eval rows",
     )
-    p.add_argument("--strategy", choices=("drop", "mean"), default="drop")
+    p.add_argument("--strategy", choices=("drop", "mean"), default="drop",
+                   help="drop excluded columns, or set them to the training mean")
     p.add_argument("-o", "--output", required=True, help="output directory")
+    _add_classes(p)
     p.add_argument("--no-save-classifier", action="store_true", help="do not save the retrained classifier")
     add_overwrite(p)
     _add_progress(p)

@@ -96,6 +96,7 @@ class Inverter(nn.Module):
         self.encoder = encoder
         self.decoder = generator
         self.source_path: str | None = None  # file it was loaded from, when known
+        self.opts: dict = {}  # the checkpoint's training options, when loaded from a file
         if latent_avg is not None:
             latent_avg = latent_avg.detach().float()
             if latent_avg.ndim == 1:

@@ -73,9 +73,10 @@ from ._selection import (
     held_out_permutation_importance,
     select_classifier,
 )
-from ._wasserstein import rank_by_relevance, wasserstein_relevance
+from ._wasserstein import AGGREGATES, rank_by_relevance, relevance_columns, wasserstein_relevance
 
 __all__ = [
+    "AGGREGATES",
     "DEFAULT_BUDGETS",
     "DEFAULT_RATIOS",
     "MODELS",
@@ -123,6 +124,7 @@ __all__ = [
     "plot_relevance",
     "random_exclusions",
     "rank_by_relevance",
+    "relevance_columns",
     "rank_descending",
     "recommended_importance_type",
     "select_classifier",

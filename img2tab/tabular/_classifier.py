@@ -660,7 +660,8 @@ def _xgb_progress(total: int) -> tuple[Any, list]:
 
 
 def load_classifier(path: str | os.PathLike[str]) -> ConceptClassifier:
-    """Load a classifier saved by :meth:`ConceptClassifier.save` or an XGBoost model file.
+    """Load a classifier saved by :meth:`ConceptClassifier.save`, ``img2tab fit`` or
+    :meth:`img2tab.Img2Tab.save`, or an XGBoost model file.
 
     Nothing in the folder is unpickled or executed (see
     :func:`img2tab.tabular._persistence.load_classifier`).

@@ -159,9 +159,10 @@ def load_classifier(path: str | os.PathLike[str]) -> ConceptClassifier:
     """Load a classifier saved by :func:`save_classifier`, or a bare XGBoost model file.
 
     Args:
-        path: a folder written by :meth:`ConceptClassifier.save` (or its ``img2tab.json``), or
-            an XGBoost ``.json``/``.ubj`` classifier such as the official
-            ``Final_gender_XGBoost.json`` (see :func:`classifier_from_xgboost_json`).
+        path: a folder written by :meth:`ConceptClassifier.save`, by ``img2tab fit`` or by
+            :meth:`img2tab.Img2Tab.save` (or its ``img2tab.json``), or an XGBoost
+            ``.json``/``.ubj`` classifier such as the official ``Final_gender_XGBoost.json``
+            (see :func:`classifier_from_xgboost_json`).
 
     Returns:
         A fitted :class:`ConceptClassifier`.
@@ -185,6 +186,9 @@ def load_classifier(path: str | os.PathLike[str]) -> ConceptClassifier:
             ".json/.ubj file or a directory written by ConceptClassifier.save"
         )
     side = read_json(sidecar_path, "classifier header")
+    if isinstance(side, dict) and side.get("format") == "img2tab.Img2Tab":
+        # a folder written by Img2Tab.save / `img2tab fit`: its classifier is in classifier/
+        return load_classifier(root / "classifier")
     if not isinstance(side, dict) or side.get("format") != _FORMAT:
         raise Img2TabInputError(f"{sidecar_path} is not an img2tab classifier header")
     version = side.get("format_version")

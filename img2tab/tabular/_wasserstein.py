@@ -51,7 +51,11 @@ from img2tab.errors import Img2TabInputError
 from ._dataset import _check_weights, check_labels, check_psi
 from ._table import rank_descending
 
-__all__ = ["rank_by_relevance", "wasserstein_relevance"]
+__all__ = ["AGGREGATES", "rank_by_relevance", "relevance_columns", "wasserstein_relevance"]
+
+#: How :func:`wasserstein_relevance` may reduce per-class (or per-pair) W1 rows to one score.
+AGGREGATES = ("max", "mean")
+_MODES = {"ovr": "ovr", "one-vs-rest": "ovr", "pairwise": "pairwise"}
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +197,9 @@ def wasserstein_relevance(
     standardize: bool = True,
     *,
     sample_weight: Any = None,
-    multiclass: Literal["ovr", "pairwise"] = "ovr",
+    multiclass: Literal["ovr", "one-vs-rest", "pairwise"] = "ovr",
+    pair: tuple[Any, Any] | None = None,
+    aggregate: Literal["max", "mean"] | None = None,
     chunk_size: int | None = None,
     progress: bool = False,
     return_classes: bool = False,
@@ -210,9 +216,17 @@ def wasserstein_relevance(
         sample_weight: optional ``(N,)`` non-negative weights; each class is then a weighted
             empirical distribution (as scipy's ``u_weights``/``v_weights``) and the
             standardisation std is weighted too. Exact, but slower (argsort-based).
-        multiclass: with three or more classes, ``"ovr"`` scores each class against the
-            pooled rest, ``"pairwise"`` every pair in ``itertools.combinations(classes, 2)``
-            order. Ignored for two classes.
+        multiclass: with three or more classes, ``"ovr"`` (or ``"one-vs-rest"``) scores each
+            class against the pooled rest, ``"pairwise"`` every pair in
+            ``itertools.combinations(classes, 2)`` order. Ignored for two classes and with
+            ``pair``.
+        pair: ``(a, b)``: only W1 between class ``a`` and class ``b`` (labels as given, e.g.
+            ``(3, 8)``; ``"3"`` matches the label ``3`` too). Rows of other classes are left out
+            of the two distributions, but the standardisation std is still taken over all rows,
+            so the result equals the ``(a, b)`` row of ``"pairwise"``. Shape ``(D,)``.
+        aggregate: with three or more classes (and no ``pair``), reduce the per-class or
+            per-pair rows to one ``(D,)`` score by their ``"max"`` or ``"mean"``. None (the
+            default) returns every row: there is no implicit aggregation.
         chunk_size: columns per chunk (default: about 64 MB of working memory).
         progress: show a ``tqdm.auto`` bar over chunks.
         return_classes: also return what each output row compares: the class array
@@ -226,9 +240,11 @@ def wasserstein_relevance(
 
         - two classes: shape ``(D,)``;
         - ``"ovr"``: shape ``(n_classes, D)``, row ``k`` = class ``classes[k]`` vs rest;
-        - ``"pairwise"``: shape ``(n_classes * (n_classes - 1) / 2, D)``.
+        - ``"pairwise"``: shape ``(n_classes * (n_classes - 1) / 2, D)``;
+        - ``pair=(a, b)`` or ``aggregate``: shape ``(D,)``.
 
-        With ``return_classes=True``, a tuple ``(scores, classes_or_pairs)``.
+        With ``return_classes=True``, a tuple ``(scores, classes_or_pairs)`` (``pair``: the
+        pair of class labels; ``aggregate``: the classes or pairs that were aggregated).
 
     Raises:
         Img2TabInputError: NaN/inf in ``psi``, label length mismatch, fewer than two classes,
@@ -237,15 +253,25 @@ def wasserstein_relevance(
     x = check_psi(psi)
     n, d = x.shape
     y = check_labels(labels, n)
-    if multiclass not in ("ovr", "pairwise"):
-        raise Img2TabInputError(f"multiclass must be 'ovr' or 'pairwise', got {multiclass!r}")
+    if multiclass not in _MODES:
+        raise Img2TabInputError(
+            f"multiclass must be 'ovr', 'one-vs-rest' or 'pairwise', got {multiclass!r}")
+    multiclass = _MODES[multiclass]  # type: ignore[assignment]
+    if aggregate is not None and aggregate not in AGGREGATES:
+        raise Img2TabInputError(f"aggregate must be one of {AGGREGATES} or None, got {aggregate!r}")
+    if pair is not None and aggregate is not None:
+        raise Img2TabInputError("give pair=(a, b) or aggregate=..., not both (a pair has one W1 row)")
     classes, codes = np.unique(y, return_inverse=True)
     codes = codes.reshape(-1)
     n_classes = classes.size
     w = None if sample_weight is None else _check_weights(sample_weight, n)
 
     # Comparisons as (class codes of side A, class codes of side B); one output row each.
-    if n_classes == 2:
+    if pair is not None:
+        ca, cb = _pair_codes(pair, classes)
+        comparisons = [((ca,), (cb,))]
+        row_info = (classes[ca].item(), classes[cb].item())
+    elif n_classes == 2:
         comparisons = [((0,), (1,))]
         row_info: Any = classes
     elif multiclass == "ovr":
@@ -265,7 +291,7 @@ def wasserstein_relevance(
             raise Img2TabInputError(f"classes {empty} have zero total sample_weight")
         wn = w / w.sum()
 
-    use_cdf = w is not None or (n_classes > 2 and multiclass == "ovr")
+    use_cdf = w is not None or (n_classes > 2 and multiclass == "ovr" and pair is None)
     if use_cdf:
         signed = []
         for a_set, b_set in comparisons:
@@ -343,8 +369,111 @@ def wasserstein_relevance(
     # Rounding can leave -0.0 or tiny negatives only through cumsum; clip for a clean score.
     np.maximum(out, 0.0, out=out)
 
-    result = out[0] if n_classes == 2 else out
+    if n_classes == 2 or pair is not None:
+        result = out[0]
+    elif aggregate is not None:
+        result = out.max(axis=0) if aggregate == "max" else out.mean(axis=0)
+    else:
+        result = out
     return (result, row_info) if return_classes else result
+
+
+def _pair_codes(pair: Any, classes: np.ndarray) -> tuple[int, int]:
+    """Positions in ``classes`` of the two labels of ``pair`` (exact match, else by text)."""
+    if isinstance(pair, str) or not hasattr(pair, "__len__") or len(pair) != 2:
+        raise Img2TabInputError(f"pair must be two class labels (a, b), got {pair!r}")
+    codes = []
+    for label in pair:
+        same_kind = isinstance(label, str) == (classes.dtype.kind in "US")
+        hit = np.flatnonzero(classes == label) if same_kind else np.zeros(0, dtype=np.int64)
+        if hit.size == 0:
+            hit = np.flatnonzero(np.asarray([str(c) for c in classes.tolist()]) == str(label))
+        if hit.size != 1:
+            raise Img2TabInputError(
+                f"pair class {label!r} is not one of the labels {classes.tolist()[:20]}")
+        codes.append(int(hit[0]))
+    if codes[0] == codes[1]:
+        raise Img2TabInputError(f"pair must name two different classes, got {pair!r}")
+    return codes[0], codes[1]
+
+
+def relevance_columns(
+    psi: Any,
+    labels: Any,
+    *,
+    pair: tuple[Any, Any] | None = None,
+    mode: Literal["one-vs-rest", "ovr", "pairwise"] = "one-vs-rest",
+    aggregate: Literal["max", "mean"] | None = None,
+    standardize: bool = True,
+    progress: bool = False,
+    n_jobs: int | None = None,
+    scores: np.ndarray | None = None,
+) -> tuple[str, dict[str, np.ndarray]]:
+    """W1 relevance as named ``(D,)`` columns that say what each compares, and the one to rank by.
+
+    - two classes: ``{"w1": ...}`` (the binary behaviour; ``pair`` must name those two classes);
+    - ``pair=(a, b)``: ``{"w1[a vs b]": ...}``;
+    - otherwise ``aggregate`` is required: one column per class (``"w1[c vs rest]"``, mode
+      ``"one-vs-rest"``) or per pair (``"w1[a vs b]"``, mode ``"pairwise"``), then the
+      aggregate ``"w1[max of one-vs-rest]"`` (or ``mean``, ``pairwise``), which ranks.
+
+    Args:
+        psi: ``(N, D)`` Ψ.
+        labels: ``(N,)`` labels.
+        pair, mode, aggregate, standardize, progress, n_jobs: see :func:`wasserstein_relevance`
+            (``mode`` is its ``multiclass``).
+        scores: precomputed per-class / per-pair rows ``(R, D)`` (or ``(D,)`` for two classes)
+            for the same labels, mode and standardisation (e.g. from the Dask version); then
+            ``psi`` is not read and ``pair`` must be None.
+
+    Returns:
+        ``(rank_column, columns)``: the name of the column to rank by and an ordered dict of
+        float64 ``(D,)`` columns.
+
+    Raises:
+        Img2TabInputError: three or more classes without ``pair`` or ``aggregate`` (there is no
+            implicit aggregation), or an invalid pair / mode / aggregate.
+    """
+    if mode not in _MODES:
+        raise Img2TabInputError(f"mode must be 'one-vs-rest' or 'pairwise', got {mode!r}")
+    if aggregate is not None and aggregate not in AGGREGATES:
+        raise Img2TabInputError(f"aggregate must be one of {AGGREGATES} or None, got {aggregate!r}")
+    y = np.asarray(labels).reshape(-1)
+    classes = np.unique(y)
+    kw = dict(standardize=standardize, progress=progress, n_jobs=n_jobs)
+    if classes.size == 2:
+        if pair is not None:
+            _pair_codes(pair, classes)  # must name the two classes
+        w = scores if scores is not None else wasserstein_relevance(psi, y, **kw)
+        return "w1", {"w1": np.asarray(w, dtype=np.float64)}
+    if pair is not None:
+        if scores is not None:
+            raise Img2TabInputError("relevance_columns: pass pair or precomputed scores, not both")
+        w, names = wasserstein_relevance(psi, y, pair=pair, return_classes=True, **kw)
+        name = f"w1[{names[0]} vs {names[1]}]"
+        return name, {name: w}
+    if aggregate is None:
+        raise Img2TabInputError(
+            f"the labels have {classes.size} classes: choose pair=(a, b) for W1 between two "
+            "classes, or aggregate='max' or 'mean' to rank by one-vs-rest (or pairwise) W1 "
+            "(there is no implicit aggregation)")
+    mode_key = _MODES[mode]
+    if scores is None:
+        rows, info = wasserstein_relevance(psi, y, multiclass=mode_key, return_classes=True, **kw)
+    else:
+        rows = np.asarray(scores, dtype=np.float64)
+        names = classes.tolist()
+        info = classes if mode_key == "ovr" else [(names[a], names[b]) for a, b in
+                                                  itertools.combinations(range(classes.size), 2)]
+        if rows.ndim != 2 or rows.shape[0] != len(info):
+            raise Img2TabInputError(f"scores must have {len(info)} rows, got shape {rows.shape}")
+    if mode_key == "ovr":
+        cols = {f"w1[{c} vs rest]": rows[k] for k, c in enumerate(np.asarray(info).tolist())}
+    else:
+        cols = {f"w1[{a} vs {b}]": rows[k] for k, (a, b) in enumerate(info)}
+    agg_name = f"w1[{aggregate} of {'one-vs-rest' if mode_key == 'ovr' else 'pairwise'}]"
+    cols[agg_name] = rows.max(axis=0) if aggregate == "max" else rows.mean(axis=0)
+    return agg_name, cols
 
 
 def rank_by_relevance(w1: Any) -> np.ndarray:

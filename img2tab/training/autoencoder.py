@@ -471,6 +471,7 @@ class AutoencoderTrainer(Trainer):
             "start_from_latent_avg": True,
             "global_step": self.step,
             "trainer": "img2tab.training.autoencoder",
+            "concept_world": str(d.get("data", "")).startswith("world"),
             "generator": self.generator.config.to_dict(),
         })
         return d

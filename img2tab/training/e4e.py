@@ -371,6 +371,7 @@ class E4ETrainer(Trainer):
             "start_from_latent_avg": self.inverter.latent_avg is not None,
             "global_step": self.step,
             "trainer": "img2tab.training.e4e",
+            "concept_world": str(d.get("data", "")).startswith("world"),
         })
         return d
 

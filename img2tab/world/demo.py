@@ -46,6 +46,9 @@ class DemoConfig:
             the random controls and the budget curve fit in the demo's time; ``"xgboost"``).
         n_random: random draws of every debugging control.
         curve_budgets: budgets of the gain-versus-budget curve.
+        n_edit_strength: test images of the edit-strength measurement (top-k W1, top-k
+            importance of the chosen classifier, k random concepts; 0 skips it). Few images keep
+            the demo's extra time small.
     """
 
     n_train: int = 3000
@@ -64,6 +67,7 @@ class DemoConfig:
     debug_model: str = "logreg"
     n_random: int = 5
     curve_budgets: tuple[int, ...] = (2, 20, 200, 2000)
+    n_edit_strength: int = 6
 
 
 def _save(fig: Any, path: Path) -> str:
@@ -92,7 +96,8 @@ def run_demo(
 
     from ..default import load_default
     from ..edits import edit
-    from ..gallery import plot_edit_grid, plot_w1_gallery
+    from ..gallery import concept_label, plot_edit_grid, plot_w1_gallery
+    from ..image_evaluation import edit_strength_section
     from ..model import Img2Tab
     from ..tabular import (
         ConceptClassifier,
@@ -117,7 +122,7 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    steps = tqdm(total=8, desc="img2tab demo", disable=not progress)
+    steps = tqdm(total=9, desc="img2tab demo", disable=not progress)
 
     def step(msg: str) -> None:
         logger.info("[%5.1fs] %s", time.perf_counter() - t0, msg)
@@ -134,11 +139,11 @@ def run_demo(
     # 1. data
     train = make_task(cfg.n_train, seed=cfg.seed, size=size)
     test = make_task(cfg.n_test, seed=cfg.seed + 1, size=size)
+    x_te = test.to_tensor()
     step("rendered the concept world")
     psi_tr, w_tr = inv.encode_psi(train.to_tensor(), batch_size=128, progress=progress,
                                   desc="encode train")
-    psi_te, w_te = inv.encode_psi(test.to_tensor(), batch_size=128, progress=progress,
-                                  desc="encode test")
+    psi_te, w_te = inv.encode_psi(x_te, batch_size=128, progress=progress, desc="encode test")
     step(f"encoded Ψ ({len(psi_tr)} + {len(psi_te)} images x {layout.total} features)")
 
     # 2. classifiers and relevance
@@ -188,10 +193,10 @@ def run_demo(
     explain_rows = []
     for i in range(cfg.n_explain):
         t = ex.concepts[i]
-        labels = [f"{layout.label(int(k))}" for k in ex.rendered[i]]
+        labels = [concept_label(layout, int(k)) for k in ex.rendered[i]]
         fig = plot_edit_grid(ex.edits.source[i], ex.edits.images[i], labels,
                              (-cfg.strength, cfg.strength), float(ex.proba[i, 1]),
-                             ex.edit_proba[i], class_name="p(smile)")
+                             ex.edit_proba[i], class_name="p(smile)", original=x_te[i])
         figs[f"explain_{i}"] = _save(fig, out / f"explain_{i}.png")
         explain_rows.append({"image": i, "true": int(test.y[i]), "p_smile": float(ex.proba[i, 1]),
                              "rendered": [int(k) for k in ex.rendered[i]], "concepts": t.to_dicts()})
@@ -203,15 +208,27 @@ def run_demo(
     order = [int(k) for k in rank_by_relevance(w1)[: cfg.top_k]]
     g = edit(inv.generator, w_te[: cfg.n_gallery], order, (-cfg.strength, cfg.strength),
              scale=model.psi_std_)
-    labels = [f"{layout.label(k)} W1={w1[k]:.2f}" for k in order]
+    labels = [concept_label(layout, k, f"W1 = {w1[k]:.2f}") for k in order]
     figs["w1_gallery"] = _save(plot_w1_gallery(g.source, g.images, labels,
-                                               (-cfg.strength, cfg.strength)),
+                                               (-cfg.strength, cfg.strength),
+                                               originals=x_te[: cfg.n_gallery]),
                                out / "w1_gallery.png")
     figs["w1_ranking"] = _save(plot_relevance(w1, layout=layout, top_k=20), out / "w1_ranking.png")
     figs["density"] = _save(plot_concept_density(psi_tr, train.y, order[0], layout=layout),
                             out / "density_top_concept.png")
     m["top_w1"] = [{**layout.describe(k), "w1": float(w1[k])} for k in order]
     step("rendered the top-5 Wasserstein-1 concept gallery")
+
+    # 5b. edit strength: do the top concepts' edits change the image and the classifier?
+    if cfg.n_edit_strength > 0:
+        t_es = time.perf_counter()
+        n_es = min(cfg.n_edit_strength, len(x_te))
+        m["edit_strength"], _, _ = edit_strength_section(
+            inv, x_te[:n_es], psi_tr, train.y, model.classifier_, top_k=cfg.top_k,
+            strength=cfg.strength, seed=cfg.seed, batch_size=64, progress=progress,
+            psi=psi_te[:n_es])
+        m["edit_strength_seconds"] = round(time.perf_counter() - t_es, 1)
+    step("measured the edit strength of the top concepts against random ones")
 
     # 6. fairness w.r.t. a protected attribute (skin tone) and exclusion of its concepts
     sugg = suggest_exclusions(model.classifier_, psi_tr, train.protected, k_important=50,
@@ -386,12 +403,29 @@ def _report(m: dict, comparison: Any, top: Any, sugg: Any, rep: Any, dbg: dict) 
         "",
         f"![gallery]({f['w1_gallery']})",
         "",
-        "*Each row: one top-W1 concept edited down / up around several test images.*",
+        "*Each row: one top-W1 concept edited down / up around the reconstruction of several test "
+        "images (their inputs on top).*",
         "",
         f"![W1 ranking]({f['w1_ranking']}) ![density]({f['density']})",
         "",
         "*W1 ranking of all concepts, and the class-conditional densities of the top concept.*",
         "",
+    ]
+    if m.get("edit_strength"):
+        from ..image_evaluation import edit_strength_markdown
+
+        k = m["config"]["top_k"]
+        lines += [
+            "### Edit strength",
+            "",
+            f"How much the top-{k} W1 concepts and the selected classifier's top-{k} concepts "
+            f"change the image and p(smile), against {k} random concepts "
+            f"({m['edit_strength_seconds']} s):",
+            "",
+            edit_strength_markdown(m["edit_strength"]),
+            "",
+        ]
+    lines += [
         "## 5. Concept-based debugging",
         "",
         "### Fairness with respect to skin tone",

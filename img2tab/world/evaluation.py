@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .._atomic import atomic_savefig, atomic_write_text
+from .._atomic import atomic_savefig, atomic_write_json, atomic_write_text
 from ..metrics import psnr, ssim
 from ..networks.cnn import SmallCNN, fit_cnn
 from ..networks.inverter import Inverter
@@ -48,6 +48,7 @@ __all__ = [
     "debugging_markdown",
     "spurious_debugging",
     "train_factor_oracle",
+    "trained_on_concept_world",
 ]
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ class EvaluationConfig:
             the default one (a harder class factor and less data, where the shortcut costs more).
         seed: base seed of the evaluation data.
         batch_size: images per network call.
+        n_edit_strength: held-out images of the edit-strength measurement (top-k W1, top-k
+            XGBoost importance and k random concepts; 0 skips it).
+        edit_strength: its edit size in standard deviations of Ψ.
     """
 
     n_recon: int = 1000
@@ -92,9 +96,34 @@ class EvaluationConfig:
     extra_debug_tasks: tuple[tuple[str, int], ...] = (("eye_size", 1000),)
     seed: int = 1000
     batch_size: int = 128
+    n_edit_strength: int = 16
+    edit_strength: float = 3.0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# ---------------------------------------------------------------------------- provenance
+def trained_on_concept_world(inv: Any) -> bool:
+    """Whether an inverter's checkpoint options say it was trained on the concept world.
+
+    True when ``inv.opts`` (kept by :func:`img2tab.load_inverter`) has ``concept_world: true``
+    (written by img2tab's trainers), a ``dataset_type`` starting with ``concept_world`` (the
+    embedded default) or a ``data`` spec starting with ``world`` (a trainer's config); False
+    otherwise, including inverters built in memory without options.
+    """
+    opts = getattr(inv, "opts", None) or {}
+    if opts.get("concept_world") is not None:
+        return bool(opts["concept_world"])
+    return (str(opts.get("dataset_type", "")).startswith("concept_world")
+            or str(opts.get("data", "")).startswith("world"))
+
+
+NOT_WORLD_WARNING = (
+    "this model's options do not say it was trained on the concept world (no 'concept_world' "
+    "flag, dataset_type 'concept_world_*' or data 'world:...'): the bars below measure it on "
+    "rendered cartoon faces unlike its training data, so a low PSNR or accuracy here says nothing "
+    "about its own images; measure those with `img2tab evaluate --data FOLDER`")
 
 
 # ---------------------------------------------------------------------------- encoding
@@ -431,7 +460,6 @@ def run_evaluation(
     Returns:
         The metrics (also in ``metrics.json``).
     """
-    import json
     from pathlib import Path
 
     from sklearn.base import clone
@@ -445,7 +473,11 @@ def run_evaluation(
     out.mkdir(parents=True, exist_ok=True)
     size = inv.generator.size
     world = ConceptWorld(size=size)
-    metrics: dict[str, Any] = {"config": cfg.to_dict(), "size": size}
+    metrics: dict[str, Any] = {"config": cfg.to_dict(), "size": size,
+                               "trained_on_concept_world": trained_on_concept_world(inv)}
+    if not metrics["trained_on_concept_world"]:
+        warnings.warn(NOT_WORLD_WARNING, UserWarning, stacklevel=2)
+        metrics["warning"] = NOT_WORLD_WARNING
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -500,6 +532,17 @@ def run_evaluation(
     fig = plot_effect_matrix(val["effect"], [layout.label(k) for k in top], val["factors"])
     atomic_savefig(fig, out / "concept_effects.png", dpi=100, bbox_inches="tight")
 
+    # 3b. edit strength of the top-k W1 / importance concepts against random ones
+    if cfg.n_edit_strength > 0:
+        from ..image_evaluation import edit_strength_section
+
+        n_es = min(cfg.n_edit_strength, len(x_te))
+        (es, _, _), timings["edit_strength"] = timed(
+            edit_strength_section, inv, x_te[:n_es], psi_tr, tr.y, clf, top_k=cfg.top_k,
+            strength=cfg.edit_strength, seed=cfg.seed, batch_size=cfg.batch_size,
+            progress=progress, psi=psi_te[:n_es])
+        metrics["edit_strength"] = es
+
     # 4. debugging with a spurious factor
     dbg, timings["debugging"] = timed(spurious_debugging, inv, size, cfg.n_spurious_train,
                                       cfg.n_spurious_test, cfg.spurious_correlation,
@@ -514,7 +557,7 @@ def run_evaluation(
         metrics["debugging_extra"].append(debug_summary(extra, layout))
     timings["total"] = time.perf_counter() - t0
     metrics["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    atomic_write_json(out / "metrics.json", metrics)
     atomic_write_text(out / "report.md", evaluation_markdown(metrics))
     return metrics
 
@@ -599,7 +642,8 @@ def debugging_markdown(results: list[dict[str, Any]]) -> list[str]:
 def evaluation_markdown(m: dict[str, Any]) -> str:
     """The model-card section for metrics from :func:`run_evaluation`."""
     r, c = m["reconstruction"], m["classification"]
-    lines = [
+    lines = [f"> **Warning:** {m['warning']}.", ""] if m.get("warning") else []
+    lines += [
         f"### Quality bars (measured on held-out concept-world images, {m['size']} px)",
         "",
         "| bar | target | measured | met |",
@@ -636,6 +680,13 @@ def evaluation_markdown(m: dict[str, Any]) -> str:
         label = (f"L{con['layer']}c{con['channel']}@{con['resolution']}"
                  f"{'rgb' if con['is_torgb'] else ''} (k={con['feature']})")
         lines.append(f"| {label} | {con['w1']:.2f} | " + " | ".join(f"{e:.3f}" for e in row) + " |")
+    if m.get("edit_strength"):
+        from ..image_evaluation import edit_strength_markdown
+
+        k = m["config"]["top_k"]
+        lines += ["", f"Edit strength (task smile > 0, the XGBoost above; groups: top-{k} W1, "
+                  f"top-{k} importance, {k} random concepts):", "",
+                  edit_strength_markdown(m["edit_strength"])]
     lines += ["", "Factor oracle quality on 1,000 held-out renders (R² or accuracy): "
               + ", ".join(f"{k} {val:.3f}" for k, val in v["oracle_quality"].items()) + ".",
               ""] + debugging_markdown([d, *m.get("debugging_extra", [])]) + [
