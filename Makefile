@@ -25,6 +25,7 @@ test: $(STAMP) lint
 	OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q --nbmake --nbmake-timeout=600 notebooks/Img2Tab_demo.ipynb
 	OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q -m slow tests/test_official_notebook.py
 	OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q --nbmake --nbmake-timeout=900 notebooks/peers.ipynb
+	OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q --nbmake --nbmake-timeout=900 notebooks/own_data.ipynb
 	$(MAKE) benchmark-quick
 
 benchmark-quick: $(STAMP)

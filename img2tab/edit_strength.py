@@ -256,7 +256,7 @@ def measure_edit_strength(
     groups: Mapping[str, Sequence[int]],
     *,
     scale: np.ndarray | str | None = "sd",
-    strength: float = 3.0,
+    strength: float = 10.0,
     class_index: int | None = None,
     pixel_threshold: float = 2.0 / 255.0,
     locality_share: float = 0.1,

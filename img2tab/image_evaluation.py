@@ -70,7 +70,7 @@ class ImageEvaluationConfig:
     seed: int = 0
     probe_c: float = 0.1
     top_k: int = 5
-    strength: float = 3.0
+    strength: float = 10.0
     n_edit: int = 16
     n_worst: int = 5
     n_show: int = 8
@@ -378,7 +378,7 @@ def edit_strength_section(
     classifier: Any,
     *,
     top_k: int = 5,
-    strength: float = 3.0,
+    strength: float = 10.0,
     seed: int = 0,
     batch_size: int = 32,
     progress: bool = False,

@@ -336,7 +336,7 @@ class Img2Tab:
         self,
         x: Any,
         concepts: Sequence[int],
-        strengths: Sequence[float] = (-2.0, 2.0),
+        strengths: Sequence[float] = (-10.0, 10.0),
         scale: str | np.ndarray | None = "std",
     ) -> EditResult:
         """Render single-concept edits of images, W+ ``[B, n_latent, style_dim]`` or Ψ ``[B, D]``.
@@ -369,7 +369,7 @@ class Img2Tab:
         self,
         images: Any,
         top_k: int = 5,
-        strengths: Sequence[float] = (-2.0, 2.0),
+        strengths: Sequence[float] = (-10.0, 10.0),
         render: bool = True,
         class_index: int | Sequence[int] | None = None,
     ) -> Explanation:

@@ -1,5 +1,7 @@
 """Export two small real image sets as PNG folders + labels.csv, for the own-data recipe.
 
+A command-line wrapper of :func:`img2tab.small_sets.export_small_set`.
+
 * ``digits``: scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), upscaled to
   ``--size`` px (bicubic; white ink on black), with a fixed stratified split of 1,437 train /
   360 test images (``train_test_split(test_size=360, stratify=y, random_state=0)``).
@@ -22,87 +24,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import os
-import tempfile
-from pathlib import Path
+import logging
 
-import numpy as np
-
-
-def _write_png(img: np.ndarray, path: Path) -> None:
-    """Write one uint8 [H, W] image atomically (temporary file in the same folder, then rename)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img, "L").save(buf, format="PNG")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".png")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(buf.getvalue())
-    os.replace(tmp, path)
-
-
-def _resize(images: np.ndarray, size: int) -> np.ndarray:
-    """``[N, h, w]`` floats in [0, 1] -> ``[N, size, size]`` uint8 (bicubic)."""
-    from PIL import Image
-
-    out = np.empty((len(images), size, size), np.uint8)
-    for i, im in enumerate(images):
-        pil = Image.fromarray(np.clip(im * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-        out[i] = np.asarray(pil.resize((size, size), Image.Resampling.BICUBIC))
-    return out
-
-
-def _export(name: str, images: np.ndarray, labels: np.ndarray, split: np.ndarray,
-            out: Path) -> None:
-    root = out / name
-    for part in ("train", "test"):
-        (root / part).mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i, (img, lab, part) in enumerate(zip(images, labels, split, strict=True)):
-        stem = f"{name}_{i:04d}"
-        _write_png(img, root / part / f"{stem}.png")
-        rows.append((f"{stem}.png", int(lab), part))
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["image", "label", "split"])
-    w.writerows(rows)
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".tmp_", suffix=".csv")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(buf.getvalue())
-    os.replace(tmp, root / "labels.csv")
-    n_train = int((split == "train").sum())
-    print(f"{name}: {len(images)} images ({n_train} train, {len(images) - n_train} test) "
-          f"-> {root}")
-
-
-def _split(labels: np.ndarray, test_size: int) -> np.ndarray:
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(labels))
-    _, test = train_test_split(idx, test_size=test_size, stratify=labels, random_state=0)
-    split = np.full(len(labels), "train", dtype=object)
-    split[test] = "test"
-    return split
-
-
-def export_digits(out: Path, size: int) -> None:
-    """scikit-learn digits: 1,437 train / 360 test, labels 0-9."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    images = _resize(d.images / 16.0, size)
-    _export("digits", images, d.target, _split(d.target, 360), out)
-
-
-def export_lfw(out: Path, size: int) -> None:
-    """skimage's LFW subset: 100 faces (label 1) then 100 non-faces (label 0); 150 / 50 split."""
-    from skimage.data import lfw_subset
-
-    x = lfw_subset()
-    labels = np.r_[np.ones(100, int), np.zeros(100, int)]
-    _export("lfw", _resize(x, size), labels, _split(labels, 50), out)
+from img2tab.small_sets import SMALL_SETS, export_small_set
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,9 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sets", default="digits,lfw", help="comma-separated: digits, lfw "
                    "(default: digits,lfw)")
     args = p.parse_args(argv)
-    out = Path(args.out)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in args.sets.split(","):
-        {"digits": export_digits, "lfw": export_lfw}[name.strip()](out, args.size)
+        name = name.strip()
+        if name not in SMALL_SETS:
+            p.error(f"--sets: unknown set {name!r}; choose from {', '.join(SMALL_SETS)}")
+        export_small_set(name, args.out, args.size)
     return 0
 
 

@@ -48,3 +48,18 @@ def test_digits_and_lfw_export(tmp_path):
     # a second export writes the same split
     assert mod.main(["--out", str(tmp_path / "again"), "--size", "16", "--sets", "lfw"]) == 0
     assert _rows(tmp_path / "again" / "lfw" / "labels.csv") == lfw
+
+
+def test_load_small_set_errors_and_arrays():
+    import pytest
+
+    from img2tab.errors import Img2TabInputError
+    from img2tab.small_sets import load_small_set
+
+    s = load_small_set("lfw", size=8)
+    assert s.images.shape == (200, 8, 8) and s.images.dtype == np.uint8
+    assert (s.split == "test").sum() == 50
+    with pytest.raises(Img2TabInputError, match="unknown small set"):
+        load_small_set("mnist")
+    with pytest.raises(Img2TabInputError, match="size"):
+        load_small_set("digits", size=4)

@@ -10,7 +10,8 @@ import pytest
 NB = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-@pytest.mark.parametrize("name", ["Img2Tab_demo.ipynb", "official_ffhq.ipynb"])
+@pytest.mark.parametrize("name", ["Img2Tab_demo.ipynb", "official_ffhq.ipynb", "peers.ipynb",
+                                  "own_data.ipynb"])
 def test_notebooks_are_stripped(name):
     nb = json.loads((NB / name).read_text())
     for cell in nb["cells"]:

@@ -59,7 +59,7 @@ class DemoConfig:
     top_k: int = 5
     n_explain: int = 3
     n_gallery: int = 4
-    strength: float = 3.0
+    strength: float = 10.0
     xgb_trees: int = 200
     seed: int = 5000
     max_accuracy_drop: float = 0.01

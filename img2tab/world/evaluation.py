@@ -97,7 +97,7 @@ class EvaluationConfig:
     seed: int = 1000
     batch_size: int = 128
     n_edit_strength: int = 16
-    edit_strength: float = 3.0
+    edit_strength: float = 10.0
 
     def to_dict(self) -> dict:
         return asdict(self)
