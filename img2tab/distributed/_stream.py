@@ -5,11 +5,10 @@ sketch there; on a 9,088-column Ψ the sketch alone grows by gigabytes per 10,00
 module trains the same model without either:
 
 1. **Cuts by column blocks.** One Dask task per block of columns reads every training row of
-   those columns, sorts them and keeps at most ``max_bin + 1`` values per column: the distinct
-   values when a column has at most ``max_bin`` of them (then XGBoost's own sketch, which is
-   exact on such a column, gives the same cuts), else the values at evenly spaced ranks
-   ``round(k (n - 1) / max_bin)``. The summaries form a small ``(max_bin + 1, D)`` reference
-   matrix whose ``QuantileDMatrix`` carries these cuts.
+   those columns, sorts them and keeps at most ``max_bin + 1`` values per column, chosen by
+   XGBoost's own summary pruning applied to the exact column (see :func:`block_summary`).
+   The summaries form a small ``(max_bin + 1, D)`` reference matrix whose
+   ``QuantileDMatrix`` carries these cuts.
 2. **Rows streamed from the store.** Each worker owns a contiguous range of row batches and
    builds its ``xgboost.QuantileDMatrix`` from an ``xgboost.DataIter`` that computes one batch
    at a time (``X[a:b]`` with Dask's synchronous scheduler on that worker), with the reference
@@ -38,8 +37,42 @@ _TRACKERS: list[Any] = []  # keeps the scheduler-side trackers alive until they 
 
 
 # --------------------------------------------------------------------------- quantile cuts
+def _prune(counts: np.ndarray, maxsize: int) -> np.ndarray:
+    """Indices of the distinct values XGBoost's summary pruning keeps (``WQSummary::SetPrune``).
+
+    ``counts`` are the multiplicities of a column's sorted distinct values (an exact summary:
+    ``rmin`` = rows below, ``rmax`` = rows up to and including, ``wmin`` = count); the result
+    holds at most ``maxsize`` ascending indices, the first and the last included. Ranks are
+    float32 as in XGBoost.
+    """
+    size = counts.size
+    if size <= maxsize:
+        return np.arange(size)
+    f32 = np.float32
+    c = counts.astype(f32)
+    rmin = np.cumsum(c, dtype=f32) - c
+    rmax = rmin + c
+    s2 = rmax + rmin
+    begin, span, n = rmax[0], f32(rmin[-1] - rmax[0]), f32(maxsize - 1)
+    dx2 = f32(2) * ((np.arange(1, maxsize - 1, dtype=f32) * span) / n + begin)
+    i = np.minimum(1 + np.searchsorted(s2[2:], dx2, side="right"), size - 1)
+    stop = np.flatnonzero(i == size - 1)
+    if stop.size:
+        i, dx2 = i[: stop[0]], dx2[: stop[0]]
+    pick = np.where(dx2 < (rmin[i] + c[i]) + (rmax[i + 1] - c[i + 1]), i, i + 1)
+    keep = np.concatenate([[0], pick])
+    keep = keep[np.concatenate([[True], keep[1:] != keep[:-1]])]
+    return keep if keep[-1] == size - 1 else np.append(keep, size - 1)
+
+
 def block_summary(block: np.ndarray, rows: np.ndarray | None, max_bin: int) -> np.ndarray:
     """At most ``max_bin + 1`` summary values of every column of a ``(N, c)`` block.
+
+    The summary of a column is XGBoost's final pruning step applied to the column's exact
+    distribution (its distinct values with their counts), instead of to a streaming sketch of
+    it: the distinct values themselves when there are at most ``max_bin + 1`` of them, which
+    is exactly what XGBoost's sketch gives on such a column; otherwise close to it (XGBoost's
+    sketch is itself approximate there).
 
     Args:
         block: ``(N, c)`` values (all rows of ``c`` columns).
@@ -48,25 +81,24 @@ def block_summary(block: np.ndarray, rows: np.ndarray | None, max_bin: int) -> n
 
     Returns:
         float32 ``(max_bin + 1, c)``: per column ascending values, padded by repeating the
-        largest. Distinct values when there are at most ``max_bin`` of them, else the sorted
-        values at ranks ``round(k (n - 1) / max_bin)``, ``k = 0..max_bin``.
+        largest.
     """
     x = np.asarray(block, dtype=np.float32)
     if rows is not None:
         x = x[rows]
-    s = np.sort(x, axis=0)  # float32 sorts are the fastest numpy has
-    n, c = s.shape
-    out = np.empty((max_bin + 1, c), dtype=np.float32)
+    s = np.ascontiguousarray(x.T)  # (c, n): each column contiguous
+    s.sort(axis=1)  # float32 sorts are the fastest numpy has
+    c, n = s.shape
+    out = np.zeros((max_bin + 1, c), dtype=np.float32)
     if n == 0:
-        out[:] = 0.0
         return out
-    distinct = 1 + np.count_nonzero(s[1:] != s[:-1], axis=0)
-    ranks = np.rint(np.arange(max_bin + 1) * ((n - 1) / max_bin)).astype(np.int64)
-    out[:] = s[ranks]
-    for j in np.flatnonzero(distinct <= max_bin):
-        u = np.unique(s[:, j])
-        out[: u.size, j] = u
-        out[u.size:, j] = u[-1]
+    for j in range(c):
+        col = s[j]
+        starts = np.concatenate([[0], np.flatnonzero(col[1:] != col[:-1]) + 1])
+        counts = np.diff(np.append(starts, n))
+        values = col[starts][_prune(counts, max_bin + 1)]
+        out[: values.size, j] = values
+        out[values.size:, j] = values[-1]
     return out
 
 
