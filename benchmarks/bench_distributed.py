@@ -39,7 +39,8 @@ import numpy as np
 logger = logging.getLogger("bench_distributed")
 
 
-def write_store(path: Path, n: int, d: int, chunk_rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def write_store(path: Path, n: int, d: int, chunk_rows: int, seed: int = 0,
+                labels_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Write the synthetic Ψ to ``path`` (zarr) block by block; return the labels and planted columns."""
     import zarr
 
@@ -47,6 +48,8 @@ def write_store(path: Path, n: int, d: int, chunk_rows: int, seed: int = 0) -> t
     y = (rng.random(n) < 0.45).astype(np.int64)
     scales = rng.uniform(0.05, 3.0, size=d).astype(np.float32)
     planted = rng.choice(d, size=8, replace=False)
+    if labels_only:
+        return y, planted
     if path.exists():
         shutil.rmtree(path)
     g = zarr.open_group(os.fspath(path), mode="w", zarr_format=2)
@@ -58,6 +61,7 @@ def write_store(path: Path, n: int, d: int, chunk_rows: int, seed: int = 0) -> t
         arr[r0:r1] = block
     g.create_array("labels", data=y)
     g.attrs.update({"format": "img2tab.psi.zarr", "layout": None, "label_names": None, "meta": {}})
+    (path / "complete").write_text("")
     return y, planted
 
 
@@ -111,12 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-w1", action="store_true", help="skip the Dask W1 step")
     p.add_argument("--dir", type=Path, default=Path("runs/bench_distributed"))
     p.add_argument("--keep", action="store_true", help="keep the zarr store")
+    p.add_argument("--reuse", action="store_true", help="reuse a complete store from an earlier --keep run")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
+    import dask
     import psutil
     from distributed import Client, LocalCluster
+
+    # a loaded machine starts worker processes slowly
+    dask.config.set({"distributed.comm.timeouts.connect": "300s", "distributed.comm.timeouts.tcp": "600s"})
 
     from img2tab.distributed import fit_classifier_dask, open_zarr, wasserstein_relevance_dask
     from img2tab.tabular import ConceptClassifier, wasserstein_relevance
@@ -131,9 +140,12 @@ def main(argv: list[str] | None = None) -> int:
                  "command": "python benchmarks/bench_distributed.py " + " ".join(argv if argv is not None
                                                                                else sys.argv[1:])}
     t0 = time.perf_counter()
-    y, planted = write_store(store, args.rows, args.d, chunk_rows=min(args.rows, 8192))
-    res["write_s"] = time.perf_counter() - t0
-    logger.info("wrote %s in %.1f s", store, res["write_s"])
+    if args.reuse and (store / "complete").exists():  # the same seed writes the same store
+        y, planted = write_store(store, args.rows, args.d, chunk_rows=min(args.rows, 8192), labels_only=True)
+    else:
+        y, planted = write_store(store, args.rows, args.d, chunk_rows=min(args.rows, 8192))
+        res["write_s"] = time.perf_counter() - t0
+        logger.info("wrote %s in %.1f s", store, res["write_s"])
     dz = open_zarr(store)
     xgb_params = {"n_estimators": args.rounds, "max_depth": args.depth, "n_jobs": 1,
                   "max_cached_hist_node": args.max_cached_hist_node}
@@ -142,41 +154,61 @@ def main(argv: list[str] | None = None) -> int:
     def worker_cpu(client) -> list[float]:
         return [round(v, 1) for v in client.run(lambda: sum(psutil.Process().cpu_times()[:2])).values()]
 
-    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                           memory_limit=args.memory_limit, dashboard_address=None)
-    client = Client(cluster)
-    w_dask = None
-    try:
-        if not args.skip_w1:
+    def cluster() -> tuple:
+        """A fresh local cluster per step (restarting workers times out on a loaded machine)."""
+        c = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                         memory_limit=args.memory_limit, dashboard_address=None, death_timeout=600)
+        return c, Client(c, timeout=600)
+
+    def step_fit() -> None:
+        cl, client = cluster()
+        try:
             cpu0 = worker_cpu(client)
             with RssSampler(client) as s:
                 t0 = time.perf_counter()
-                w_dask = wasserstein_relevance_dask(dz.psi, y, client=client)
+                clf = ConceptClassifier(params=xgb_params, random_state=0, device="cpu",
+                                        early_stopping_rounds=esr)
+                if args.engine == "streaming":
+                    fit_classifier_dask(clf, dz.psi, y, client=client)
+                else:
+                    x_rows = dz.psi.rechunk({0: min(args.rows, args.fit_rows), 1: -1})
+                    fit_classifier_dask(clf, x_rows, y, client=client, streaming=False)
+                res["fit_dask_s"] = time.perf_counter() - t0
+            res["fit_dask_peak_rss_gib"] = s.gib()
+            res["fit_dask_worker_cpu_s"] = [b - a for a, b in zip(cpu0, worker_cpu(client), strict=True)]
+        finally:
+            client.close()
+            cl.close()
+        res["fit_dask_best_iteration"] = clf.best_iteration_
+        res["fit_dask_top_features"] = np.argsort(-clf.feature_importances_)[:4].tolist()
+        logger.info("fit dask %.1f s, peak RSS %s GiB", res["fit_dask_s"], res["fit_dask_peak_rss_gib"])
+        fitted["clf"] = clf
+
+    def step_w1() -> None:
+        cl, client = cluster()
+        try:
+            cpu0 = worker_cpu(client)
+            with RssSampler(client) as s:
+                t0 = time.perf_counter()
+                w = wasserstein_relevance_dask(dz.psi, y, client=client)
                 res["w1_dask_s"] = time.perf_counter() - t0
             res["w1_dask_peak_rss_gib"] = s.gib()
             res["w1_dask_worker_cpu_s"] = [b - a for a, b in zip(cpu0, worker_cpu(client), strict=True)]
-            res["top_w1_planted"] = np.argsort(-w_dask)[:8].tolist()
-            logger.info("W1 dask %.1f s, peak RSS %s GiB", res["w1_dask_s"], s.gib())
-            client.restart()
-        cpu0 = worker_cpu(client)
-        with RssSampler(client) as s:
-            t0 = time.perf_counter()
-            clf = ConceptClassifier(params=xgb_params, random_state=0, device="cpu",
-                                    early_stopping_rounds=esr)
-            if args.engine == "streaming":
-                fit_classifier_dask(clf, dz.psi, y, client=client)
-            else:
-                x_rows = dz.psi.rechunk({0: min(args.rows, args.fit_rows), 1: -1})
-                fit_classifier_dask(clf, x_rows, y, client=client, streaming=False)
-            res["fit_dask_s"] = time.perf_counter() - t0
-        res["fit_dask_peak_rss_gib"] = s.gib()
-        res["fit_dask_worker_cpu_s"] = [b - a for a, b in zip(cpu0, worker_cpu(client), strict=True)]
-        res["fit_dask_best_iteration"] = clf.best_iteration_
-        res["fit_dask_top_features"] = np.argsort(-clf.feature_importances_)[:4].tolist()
-        logger.info("fit dask %.1f s, peak RSS %s GiB", res["fit_dask_s"], s.gib())
-    finally:
-        client.close()
-        cluster.close()
+        finally:
+            client.close()
+            cl.close()
+        res["top_w1_planted"] = np.argsort(-w)[:8].tolist()
+        logger.info("W1 dask %.1f s, peak RSS %s GiB", res["w1_dask_s"], res["w1_dask_peak_rss_gib"])
+        fitted["w1"] = w
+
+    fitted: dict = {}
+    step_fit()  # the step with the memory target first
+    if args.json:  # partial results survive a later failure
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    if not args.skip_w1:
+        step_w1()
+    clf, w_dask = fitted["clf"], fitted.get("w1")
     res["planted"] = sorted(planted.tolist())
     if single_w1 or single_fit:
         t0 = time.perf_counter()
