@@ -1,4 +1,5 @@
-""":class:`~img2tab.tabular.ConceptClassifier` fitted through ``xgboost.dask``.
+""":class:`~img2tab.tabular.ConceptClassifier` fitted on a Dask cluster: streamed with bounded
+memory (:mod:`img2tab.distributed._stream`, the default) or through ``xgboost.dask``.
 
 The fitted classifier is an ordinary one: its inner model is a local ``xgboost.XGBClassifier``
 loaded from the booster the cluster trained, so ``predict``, importances, contributions and
