@@ -267,8 +267,10 @@ def stream_train(client: Any, params: dict[str, Any], rounds: int, early_stoppin
     except Exception:  # noqa: BLE001 - an address family without a host (inproc): let xgboost guess
         host = None
     coll_args = client.run_on_scheduler(_start_tracker, len(workers), host)
-    logger.info("streaming XGBoost fit on %d worker(s): %s", len(workers),
-                ", ".join(f"{sum(b - a for a, b in p)} rows" for p in train_plan))
+    keep = train[2]
+    logger.info("streaming XGBoost fit on %d worker(s): %s training rows", len(workers),
+                ", ".join(str(sum((b - a) if keep is None else int(keep[a:b].sum()) for a, b in p))
+                          for p in train_plan))
 
     def part(spec: tuple[Any, np.ndarray, Any, Any], batches: list[tuple[int, int]]) -> tuple:
         X, y, keep, w = spec
