@@ -17,6 +17,7 @@ pytest.importorskip("zarr", reason="needs the img2tab[distributed] extra")
 
 from img2tab.distributed import (  # noqa: E402
     encode_distributed,
+    fit_classifier_dask,
     open_zarr,
     predict_proba_dask,
     save_zarr,
@@ -161,6 +162,94 @@ def test_xgboost_dask_fit_predict_and_save_format(tmp_path, client):
     assert sorted(p.name for p in (tmp_path / "dask_clf").iterdir()) == sorted(
         p.name for p in (tmp_path / "local_clf").iterdir())
     np.testing.assert_array_equal(load_classifier(tmp_path / "dask_clf").predict_proba(x), proba)
+
+
+def test_xgboost_dask_engine_still_fits(client):
+    import dask.array as da
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(400, 12)).astype(np.float32)
+    y = (x[:, 2] > 0).astype(int)
+    clf = ConceptClassifier(params={"n_estimators": 5, "max_depth": 2, "n_jobs": 1}, random_state=0,
+                            device="cpu")
+    fit_classifier_dask(clf, da.from_array(x, chunks=(100, 12)), y, client=client, streaming=False)
+    assert np.argmax(clf.feature_importances_) == 2 and (clf.predict(x) == y).mean() > 0.9
+
+
+def _tied(n=900, d=16, seed=7):
+    """Ψ-like rows with at most 101 distinct values per column (XGBoost's sketch is then exact)."""
+    rng = np.random.default_rng(seed)
+    x = np.clip(np.round(rng.normal(size=(n, d)), 1), -5, 5).astype(np.float32)
+    return x, rng
+
+
+@pytest.mark.parametrize("case", ["mean-mask+early-stop+weights", "drop-mask", "three-classes", "eval-set"])
+def test_streaming_fit_equals_the_single_process_fit(case, client):
+    """The bounded-memory engine builds the same cuts and trees as a local fit: same predictions,
+    importances, best round and contributions (tied data, so both use exact quantile cuts)."""
+    import dask.array as da
+
+    x, rng = _tied()
+    y = (x[:, 3] + 0.5 * rng.normal(size=len(x)) > 0).astype(int)
+    x[:, 9] = np.round(y + 0.1 * rng.normal(size=len(x)), 1)  # a leak, masked in the first two cases
+    params = {"n_estimators": 25, "max_depth": 3, "learning_rate": 0.3, "n_jobs": 1}
+    kw: dict = {"params": params, "random_state": 0, "device": "cpu"}
+    fit_kw: dict = {}
+    if case == "mean-mask+early-stop+weights":
+        kw.update(masked_features=[9], mask_strategy="mean", early_stopping_rounds=4)
+        fit_kw["sample_weight"] = rng.uniform(0.5, 2.0, len(x))
+    elif case == "drop-mask":
+        kw.update(masked_features=[9, 0], mask_strategy="drop")
+    elif case == "three-classes":
+        y = np.digitize(x[:, 3] + 0.3 * rng.normal(size=len(x)), [-0.5, 0.5])
+        kw.update(early_stopping_rounds=3)
+    else:
+        kw.update(early_stopping_rounds=3)
+        xv, _ = _tied(300, seed=8)
+        yv = (xv[:, 3] > 0).astype(int)
+    X = da.from_array(x, chunks=(250, 8))  # 2-D chunks, as a zarr store
+    local = ConceptClassifier(**kw)
+    dist = ConceptClassifier(**kw)
+    if case == "eval-set":
+        local.fit(x, y, eval_set=(xv, yv))
+        fit_classifier_dask(dist, X, y, client=client, eval_set=(da.from_array(xv, chunks=(100, 16)), yv),
+                            batch_rows=60)
+    else:
+        local.fit(x, y, **fit_kw)
+        fit_classifier_dask(dist, X, y, client=client, batch_rows=60, **fit_kw)  # 16 batches over 2 workers
+    np.testing.assert_allclose(dist.predict_proba(x), local.predict_proba(x), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(dist.feature_importances_, local.feature_importances_, rtol=1e-5, atol=1e-9)
+    assert dist.best_iteration_ == local.best_iteration_
+    if case == "mean-mask+early-stop+weights":
+        assert dist.best_iteration_ is not None and dist.feature_importances_[9] == 0
+        assert abs(dist.mask_values_[0] - np.average(x[:, 9], weights=fit_kw["sample_weight"])) < 1e-5
+    if case == "drop-mask":
+        assert dist.feature_importances_[[0, 9]].tolist() == [0.0, 0.0]
+        assert np.argmax(dist.feature_importances_) == 3
+    v_d, b_d = dist.contributions(x[:20])
+    v_l, b_l = local.contributions(x[:20])
+    np.testing.assert_allclose(v_d, v_l, atol=1e-5)
+    np.testing.assert_allclose(b_d, b_l, atol=1e-5)
+
+
+def test_streaming_helpers_known_answers():
+    from img2tab.distributed._stream import _split, batch_bounds, block_summary
+
+    # batches split every row chunk evenly and never straddle two chunks
+    assert batch_bounds(10, 4, 3, batch_rows=3) == [(0, 3), (3, 4), (4, 7), (7, 8), (8, 10)]
+    # 96 MB batches of a 9,088-column store in 8,192-row chunks: 3 batches per chunk
+    assert batch_bounds(8192, 8192, 9088)[:2] == [(0, 2731), (2731, 5462)]
+    keep = np.array([1, 1, 0, 0, 1, 1, 1, 1, 0, 0], bool)
+    b = batch_bounds(10, 10, 1, batch_rows=2)
+    assert _split(b, keep, 2) == [[(0, 2), (2, 4), (4, 6)], [(6, 8), (8, 10)]]
+    assert _split(b, None, 3) == [[(0, 2), (2, 4)], [(4, 6), (6, 8)], [(8, 10)]]
+    # a column with few distinct values keeps them all (padded with its maximum); rows masked out
+    col = np.array([[3.0], [1.0], [1.0], [2.0], [9.0]], np.float32)
+    got = block_summary(col, np.array([1, 1, 1, 1, 0], bool), max_bin=4)
+    np.testing.assert_array_equal(got[:, 0], [1, 2, 3, 3, 3])
+    # 1,001 distinct values, 10 bins: XGBoost's pruning of the exact ranks keeps every 100th value
+    got = block_summary(np.arange(1001, dtype=np.float32)[:, None], None, max_bin=10)
+    np.testing.assert_array_equal(got[:, 0], np.arange(0, 1001, 100))
 
 
 def test_cli_relevance_and_fit_on_a_scheduler(tmp_path, client, capsys):

@@ -173,7 +173,8 @@ def register(subparsers: Any) -> None:
                    help="held-out share of the labelled images (stratified split)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and random concepts")
     p.add_argument("--top-k", type=int, default=5, help="concepts per edit-strength group")
-    p.add_argument("--strength", type=float, default=10.0, help="edit size in sd of the training Ψ (±10 sd: see benchmarks/RESULTS.md, edit strength)")
+    p.add_argument("--strength", type=float, default=10.0,
+                   help="edit size in sd of the training Ψ (see benchmarks/RESULTS.md, edit strength)")
     p.add_argument("--n-edit", type=int, default=16, help="held-out images edited per concept")
     p.add_argument("--batch-size", type=int, default=32, help="images per network call")
     p.add_argument("--skip-world", action="store_true",

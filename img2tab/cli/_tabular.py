@@ -217,11 +217,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         try:
             if client is None:
                 clf.fit(ds.psi, ds.labels, progress=not args.no_progress)
-            else:  # xgboost.dask; row blocks of the memory-mapped Ψ become partitions
+            else:  # bounded-memory streaming fit: workers read the memory-mapped Ψ in place
                 from img2tab.distributed import dataset_as_dask
 
-                rows = max(1, -(-len(ds) // (2 * len(client.scheduler_info()["workers"]))))
-                x = dataset_as_dask(args.dataset, chunk_rows=rows, chunk_cols=ds.n_features).psi
+                x = dataset_as_dask(args.dataset, chunk_rows=16384, chunk_cols=256).psi
                 clf.fit(x, ds.labels, client=client)
         except (ValueError, TypeError) as exc:
             raise _param_error(exc, params, args.model) from exc

@@ -10,7 +10,9 @@ code, and an XGBoost model saved in the same format as :meth:`ConceptClassifier.
   :func:`dataset_as_dask` reads a :class:`~img2tab.tabular.PsiDataset` folder in place.
 - :func:`encode_distributed`: one task per image shard, resumable.
 - :func:`wasserstein_relevance_dask`: one task per column block, no gather of the matrix.
-- :func:`fit_classifier_dask`, :func:`predict_proba_dask`: :class:`ConceptClassifier` through
+- :func:`fit_classifier_dask`, :func:`predict_proba_dask`: :class:`ConceptClassifier` on the
+  cluster, by default with bounded memory per worker (exact quantile cuts by column blocks,
+  rows streamed into each worker's ``QuantileDMatrix``, XGBoost's collective), or through
   ``xgboost.dask``.
 """
 

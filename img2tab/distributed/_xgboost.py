@@ -1,4 +1,5 @@
-""":class:`~img2tab.tabular.ConceptClassifier` fitted through ``xgboost.dask``.
+""":class:`~img2tab.tabular.ConceptClassifier` fitted on a Dask cluster: streamed with bounded
+memory (:mod:`img2tab.distributed._stream`, the default) or through ``xgboost.dask``.
 
 The fitted classifier is an ordinary one: its inner model is a local ``xgboost.XGBClassifier``
 loaded from the booster the cluster trained, so ``predict``, importances, contributions and
@@ -54,20 +55,40 @@ def _rows_like(values: np.ndarray, X: Any) -> Any:
 
 
 def fit_classifier_dask(clf: Any, X: Any, y: Any, *, client: Any, sample_weight: Any = None,
-                        eval_set: tuple[Any, Any] | None = None) -> Any:
-    """Fit ``clf`` (``model="xgboost"``) on a Dask array through ``xgboost.dask``.
+                        eval_set: tuple[Any, Any] | None = None, streaming: bool = True,
+                        batch_rows: int | None = None, cut_block_cols: int = 128) -> Any:
+    """Fit ``clf`` (``model="xgboost"``) on a Dask array across the cluster's workers.
 
     Masking, the early-stopping split (the same stratified split of row indices as a local
-    fit, then rows taken lazily), ``eval_set`` and ``sample_weight`` behave as in
-    :meth:`ConceptClassifier.fit`.
+    fit), ``eval_set`` and ``sample_weight`` behave as in :meth:`ConceptClassifier.fit`.
+
+    Two engines:
+
+    - ``streaming=True`` (default, bounded memory): quantile cuts computed exactly by column
+      blocks, then every worker streams its range of rows batch by batch into an
+      ``xgboost.QuantileDMatrix`` (1 byte per value) and the workers train together through
+      XGBoost's collective (see :mod:`img2tab.distributed._stream`). A worker never holds its
+      rows as float32 nor XGBoost's quantile sketch. With at most ``max_bin`` distinct values
+      per column (and no ``sample_weight``) the cuts, hence the trees, are those of a local fit;
+      otherwise the cuts are exact quantiles where XGBoost's sketch approximates them.
+    - ``streaming=False``: ``xgboost.dask`` (row chunks become partitions held in worker memory,
+      XGBoost's distributed sketch).
 
     Args:
         clf: an unfitted or fitted :class:`ConceptClassifier`; fitted in place and returned.
-        X: ``(N, D)`` dask array of Ψ (row chunks become XGBoost partitions).
+        X: ``(N, D)`` dask array of Ψ (e.g. :func:`open_zarr` ``(...).psi``). With streaming,
+            every worker computes its row batches from this array's graph, so it should read
+            from storage the workers see (zarr, :func:`dataset_as_dask`), not wrap a large
+            in-memory array.
         y: ``(N,)`` labels (numpy or dask; they are gathered: labels are small).
         client: a :class:`distributed.Client`.
         sample_weight: optional ``(N,)`` weights.
         eval_set: optional ``(X_val, y_val)`` for early stopping (dask or numpy).
+        streaming: use the bounded-memory engine (True) or ``xgboost.dask`` (False).
+        batch_rows: streaming: rows per batch a worker reads at once (default: about 96 MB of
+            float32, splitting the array's row chunks evenly).
+        cut_block_cols: streaming: columns per quantile-cut task (each holds all training rows
+            of that many columns: ``N x cut_block_cols x 4`` bytes, twice while sorting).
 
     Returns:
         ``clf``.
@@ -111,6 +132,9 @@ def fit_classifier_dask(clf: Any, X: Any, y: Any, *, client: Any, sample_weight:
 
     clf._init_mask(n_features, masked, column_means)
     Xm = _masked_view(clf, X)
+
+    if streaming:
+        return _fit_streaming(clf, cfg, Xm, y_enc, sw, eval_set, client, batch_rows, cut_block_cols)
 
     fit_kw: dict[str, Any] = {}
     esr = cfg["early_stopping_rounds"]
@@ -157,13 +181,102 @@ def fit_classifier_dask(clf: Any, X: Any, y: Any, *, client: Any, sample_weight:
         path = os.path.join(tmp, "model.json")
         dest.save_model(path)
         local.load_model(path)
-    clf.estimator_ = local
-    clf.device_ = cfg["device"]
-    clf.best_iteration_ = clf._backend.best_iteration(local) if esr is not None else None
+    return _finish(clf, cfg, local)
+
+
+def _finish(clf: Any, cfg: dict[str, Any], local: Any) -> Any:
+    """Set the fitted attributes of ``clf`` from its local inner ``XGBClassifier``."""
     from img2tab.tabular._classifier import _normalise
 
+    clf.estimator_ = local
+    clf.device_ = cfg["device"]
+    clf.best_iteration_ = (clf._backend.best_iteration(local) if cfg["early_stopping_rounds"] is not None
+                           else None)
     clf.feature_importances_ = _normalise(clf.importance())
     return clf
+
+
+def _split_rows(clf: Any, cfg: dict[str, Any], y_enc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The local fit's early-stopping split: sorted ``(train, validation)`` row indices."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(y_enc.shape[0])
+    seed = as_int_seed(cfg["random_state"])
+    try:
+        tr, va = train_test_split(idx, test_size=clf.validation_fraction, stratify=y_enc, random_state=seed)
+    except ValueError:
+        tr, va = train_test_split(idx, test_size=clf.validation_fraction, random_state=seed)
+    return np.sort(tr), np.sort(va)
+
+
+def _summaries(client: Any, Xm: Any, keep: np.ndarray | None, max_bin: int, block_cols: int) -> np.ndarray:
+    """``(max_bin + 1, D)`` cut summaries of ``Xm``'s training rows, one task per column block."""
+    import dask
+
+    from ._stream import block_summary
+
+    if block_cols < 1:
+        raise Img2TabInputError(f"cut_block_cols must be >= 1, got {block_cols}")
+    blocks = Xm.rechunk({0: -1, 1: block_cols}).to_delayed().ravel()
+    keep_ref = None if keep is None else client.scatter(keep, broadcast=True, hash=False)
+    tasks = [dask.delayed(block_summary)(b, keep_ref, max_bin) for b in blocks]
+    parts = client.gather(client.compute(tasks))
+    return np.concatenate(parts, axis=1)
+
+
+def _fit_streaming(clf: Any, cfg: dict[str, Any], Xm: Any, y_enc: np.ndarray, sw: np.ndarray | None,
+                   eval_set: tuple[Any, Any] | None, client: Any, batch_rows: int | None,
+                   cut_block_cols: int) -> Any:
+    """The bounded-memory engine of :func:`fit_classifier_dask` (masked view ``Xm`` given)."""
+    import dask.array as da
+    import xgboost
+
+    from ._stream import stream_train
+
+    n_classes = clf.classes_.size
+    esr = cfg["early_stopping_rounds"]
+    keep = None
+    valid = None
+    if esr is not None:
+        if eval_set is not None:
+            Xv = eval_set[0] if isinstance(eval_set[0], da.Array) else da.from_array(np.asarray(eval_set[0]))
+            if Xv.ndim != 2 or Xv.shape[1] != clf.n_features_in_:
+                raise Img2TabInputError(
+                    f"eval_set X must have {clf.n_features_in_} columns, got shape {Xv.shape}")
+            yv = eval_set[1].compute() if hasattr(eval_set[1], "compute") else eval_set[1]
+            yv = np.asarray(yv).reshape(-1)
+            if yv.shape[0] != Xv.shape[0]:
+                raise Img2TabInputError(f"eval_set has {Xv.shape[0]} rows but {yv.shape[0]} labels")
+            unknown = np.setdiff1d(np.unique(yv), clf.classes_)
+            if unknown.size:
+                raise Img2TabInputError(f"eval_set labels {unknown[:5].tolist()} were not seen in y")
+            valid = (_masked_view(clf, Xv), np.searchsorted(clf.classes_, yv).astype(np.float32), None, None)
+        else:
+            tr, va = _split_rows(clf, cfg, y_enc)
+            keep = np.zeros(y_enc.shape[0], dtype=bool)
+            keep[tr] = True
+            valid = (Xm, y_enc.astype(np.float32), ~keep, sw)
+
+    est = clf._build(cfg)
+    sk_params = est.get_params()
+    sk_params.pop("callbacks", None)
+    rounds = int(est.get_num_boosting_rounds())
+    params = {k: v for k, v in est.get_xgb_params().items() if v is not None}
+    for k in ("n_estimators", "early_stopping_rounds", "callbacks"):
+        params.pop(k, None)
+    if n_classes > 2:
+        params.update(objective="multi:softprob", num_class=int(n_classes))
+    params["nthread"] = int(params.pop("n_jobs", None) or 1)
+    max_bin = int(params.get("max_bin", 256))
+    params["max_bin"] = max_bin
+
+    summary = _summaries(client, Xm, keep, max_bin, cut_block_cols)
+    logger.info("streaming fit: cuts of %d columns computed, %d rounds", summary.shape[1], rounds)
+    raw = stream_train(client, params, rounds, esr, summary, max_bin,
+                       (Xm, y_enc.astype(np.float32), keep, sw), valid, batch_rows)
+    local = xgboost.XGBClassifier(**sk_params)
+    local.load_model(bytearray(raw))
+    return _finish(clf, cfg, local)
 
 
 def predict_proba_dask(clf: Any, X: Any, *, client: Any) -> Any:

@@ -358,10 +358,11 @@ class ConceptClassifier(ClassifierMixin, BaseEstimator):
         progress : bool
             Show a tqdm bar over boosting rounds (XGBoost only).
         client : distributed.Client, optional
-            Fit through ``xgboost.dask`` on this Dask cluster (``X`` may then be a Dask array,
-            which is also detected without ``client``: the default client is used). See
-            :func:`img2tab.distributed.fit_classifier_dask`; the result saves and predicts like
-            a local fit.
+            Fit XGBoost across this Dask cluster's workers (``X`` may then be a Dask array,
+            which is also detected without ``client``: the default client is used), streaming
+            each worker's rows with bounded memory. See
+            :func:`img2tab.distributed.fit_classifier_dask` (``streaming=False`` for
+            ``xgboost.dask``); the result saves and predicts like a local fit.
 
         Returns
         -------

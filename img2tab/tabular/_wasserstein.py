@@ -50,6 +50,7 @@ from img2tab.errors import Img2TabInputError
 
 from ._dataset import _check_weights, check_labels, check_psi
 from ._table import rank_descending
+from ._validation import check_finite
 
 __all__ = ["AGGREGATES", "rank_by_relevance", "relevance_columns", "wasserstein_relevance"]
 
@@ -89,7 +90,9 @@ def _w1_sorted(a_sorted: np.ndarray, b_sorted: np.ndarray) -> np.ndarray:
     """Row-wise W1 between ``(c, na)`` and ``(c, nb)`` row-sorted arrays -> ``(c,)`` float64."""
     ia, ib, length = _quantile_grid(a_sorted.shape[1], b_sorted.shape[1])
     # float32 - float32 is exact in float64; einsum avoids BLAS threads (slow when contended)
-    diff = np.subtract(np.take(a_sorted, ia, axis=1), np.take(b_sorted, ib, axis=1), dtype=np.float64)
+    # indices are in range by construction: mode="clip" skips numpy's per-element bounds error path
+    diff = np.subtract(np.take(a_sorted, ia, axis=1, mode="clip"), np.take(b_sorted, ib, axis=1, mode="clip"),
+                       dtype=np.float64)
     np.abs(diff, out=diff)
     return np.einsum("ij,j->i", diff, length)
 
@@ -250,7 +253,9 @@ def wasserstein_relevance(
         Img2TabInputError: NaN/inf in ``psi``, label length mismatch, fewer than two classes,
             invalid weights (or a class with zero total weight), bad ``multiclass``.
     """
-    x = check_psi(psi)
+    # finiteness is checked on the sorted blocks (a NaN or inf sorts to a column's ends), in the
+    # threads, instead of in one serial pass over the whole matrix first
+    x = check_psi(psi, allow_nan=True)
     n, d = x.shape
     y = check_labels(labels, n)
     if multiclass not in _MODES:
@@ -331,6 +336,8 @@ def wasserstein_relevance(
     sizes = np.cumsum([0] + [r.size for r in class_rows])
     bounds = [(int(sizes[k]), int(sizes[k + 1])) for k in range(n_classes)]
 
+    finite = [True]
+
     def run_block(r0: int) -> int:
         r1 = min(d, r0 + read_cols)
         buf = _transposed_copy(x, r0, r1, order)  # (cols, n), never a view of the caller's data
@@ -341,6 +348,9 @@ def wasserstein_relevance(
                 out[:, c0:c1], lo, hi = _chunk_cdf(block, signed)
             else:
                 out[:, c0:c1], lo, hi = _chunk_quantile_grouped(block, bounds, comparisons)
+            if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+                finite[0] = False
+                return r1 - r0
             if standardize:
                 out[:, c0:c1] /= _chunk_std(block, wn_or_none, lo, hi)
         return r1 - r0
@@ -366,6 +376,8 @@ def wasserstein_relevance(
     finally:
         if bar is not None:
             bar.close()
+    if not finite[0]:
+        check_finite(x, "psi")  # raises, naming the bad rows and columns
     # Rounding can leave -0.0 or tiny negatives only through cumsum; clip for a clean score.
     np.maximum(out, 0.0, out=out)
 
