@@ -115,7 +115,7 @@ def test_evaluate_data_cli_on_a_tiny_random_model(tmp_path, tiny_inverter):
     np.testing.assert_allclose(m["reconstruction"]["psnr_mean"], p.mean(), rtol=1e-4)
     es = m["edit_strength"]
     assert set(es["summary"]) == {"w1", "importance", "random"}
-    assert es["n_images"] == 3 and es["strength"] == 3.0
+    assert es["n_images"] == 3 and es["strength"] == 10.0
     random_ = {r["concept"] for r in es["concepts"] if "random" in r["groups"]}
     ranked = {r["concept"] for r in es["concepts"] if set(r["groups"]) & {"w1", "importance"}}
     assert len(random_) == 2 and not random_ & ranked
