@@ -63,6 +63,13 @@ class Explanation:
             ``feature`` column of ``concepts[b]``).
         class_index: ``[B]`` index into the classifier's ``classes_`` of the class explained for
             each image (by default its predicted class).
+        edit_proba_image: ``[B, k, n_strengths]`` the same probability for the edited *image*:
+            each rendered edit re-encoded and classified (render -> encode -> classify). This is
+            what the classifier says about the picture shown; ``edit_proba`` (the classifier on
+            the edited Ψ itself) moves much less, because one Ψ column saturates the classifier's
+            splits (see ``benchmarks/RESULTS.md``, edit strength). None without rendered edits.
+        source_proba_image: ``[B]`` that probability for the re-encoded unedited reconstruction
+            (the baseline of ``edit_proba_image``), or None.
     """
 
     proba: np.ndarray
@@ -72,6 +79,8 @@ class Explanation:
     edit_proba: np.ndarray | None
     rendered: np.ndarray | None = None
     class_index: np.ndarray | None = None
+    edit_proba_image: np.ndarray | None = None
+    source_proba_image: np.ndarray | None = None
 
 
 class Img2Tab:
@@ -437,7 +446,7 @@ class Img2Tab:
             tables = [glob] * n
         rendered = (np.stack([np.asarray(t["feature"], dtype=np.int64) for t in tables])
                     if tables else np.zeros((0, 0), dtype=np.int64))
-        edits = edit_proba = None
+        edits = edit_proba = edit_proba_image = source_proba_image = None
         if render and self.inverter is not None and n:
             gen = self._require_inverter().generator
             src = torch.as_tensor(psi, dtype=torch.float32)
@@ -453,12 +462,21 @@ class Img2Tab:
                                strengths=tuple(float(x) for x in strengths))
             p = self.classifier_.predict_proba(edited.reshape(-1, d).numpy()).reshape(n, k, ns, n_classes)
             edit_proba = np.take_along_axis(p, cls_idx[:, None, None, None], axis=3)[..., 0]
-        return Explanation(proba, con, tables, edits, edit_proba, rendered, cls_idx)
+            rt, _ = self.inverter.encode_psi(imgs.clamp(-1, 1), batch_size=self.batch_size,
+                                             with_w=False)  # the rendered pictures, re-encoded
+            p_rt = self.classifier_.predict_proba(rt)
+            source_proba_image = p_rt[np.arange(n), cls_idx]
+            edit_proba_image = np.take_along_axis(p_rt[n:].reshape(n, k, ns, n_classes),
+                                                  cls_idx[:, None, None, None], axis=3)[..., 0]
+        return Explanation(proba, con, tables, edits, edit_proba, rendered, cls_idx,
+                           edit_proba_image, source_proba_image)
 
     def plot_explanation(self, explanation: Explanation, i: int = 0) -> Any:
         """Figure of image ``i``'s rendered edits, each annotated with the probability of the
         explained class, named (e.g. ``p(8)=0.91``; the predicted class unless ``explain`` was
-        given ``class_index``). Needs ``explain(..., render=True)``.
+        given ``class_index``), for the picture shown: the reconstruction and every edit are
+        re-encoded and classified (``source_proba_image``, ``edit_proba_image``). Needs
+        ``explain(..., render=True)``.
 
         Returns:
             A matplotlib ``Figure`` (rows: the image's top concepts, ``layer/channel@resolution``;
@@ -475,9 +493,12 @@ class Img2Tab:
             raise Img2TabInputError(f"i must be in [0, {n}), got {i!r}")
         c = int(ex.class_index[i]) if ex.class_index is not None else int(np.argmax(ex.proba[i]))
         labels = [self.layout_.label(int(k)) for k in ex.rendered[i]]
+        if ex.edit_proba_image is not None and ex.source_proba_image is not None:
+            p_src, p_edit = float(ex.source_proba_image[i]), ex.edit_proba_image[i]
+        else:  # an Explanation built by hand without the image round trip
+            p_src, p_edit = float(ex.proba[i, c]), ex.edit_proba[i]
         return plot_edit_grid(ex.edits.source[i], ex.edits.images[i], labels, ex.edits.strengths,
-                              float(ex.proba[i, c]), ex.edit_proba[i],
-                              class_name=f"p({self.classes_[c]})")
+                              p_src, p_edit, class_name=f"p({self.classes_[c]})")
 
     # ------------------------------------------------------------------ debugging
     def debug(

@@ -92,6 +92,12 @@ def test_explain_renders_each_images_own_top_concepts(tiny_inverter, planted):
     torch.testing.assert_close(ex.edits.images[1, 0], solo.images[0, 0])
     p_solo = model.predict_proba(solo.edited_psi.reshape(-1, psi.shape[1]).numpy())[:, 0]
     np.testing.assert_allclose(ex.edit_proba[1, 0], p_solo, rtol=1e-6)
+    # the image round trip: the rendered edit re-encoded and classified, known by doing it by hand
+    rt, _ = model.inverter.encode_psi(solo.images[0, 0].clamp(-1, 1), with_w=False)
+    np.testing.assert_allclose(ex.edit_proba_image[1, 0], model.predict_proba(rt)[:, 0],
+                               atol=1e-4)  # float noise of another batch size
+    src_rt, _ = model.inverter.encode_psi(ex.edits.source[1:2].clamp(-1, 1), with_w=False)
+    np.testing.assert_allclose(ex.source_proba_image[1], model.predict_proba(src_rt)[0, 0], atol=1e-4)
     # asking for class 1 everywhere flips image 1's contributions
     ex1 = model.explain(rows, top_k=2, render=False, class_index=1)
     assert ex1.class_index.tolist() == [1, 1] and ex1.edits is None

@@ -215,8 +215,8 @@ def test_adopted_classifier_explains_and_names_the_class(tiny_inverter):
     fig = model.plot_explanation(ex, 1)
     c = model.classes_[ex.class_index[1]]
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles[0] == f"source\np({c})={ex.proba[1, ex.class_index[1]]:.2f}"
-    assert titles[1] == f"-1 sd\np({c})={ex.edit_proba[1, 0, 0]:.2f}"
+    assert titles[0] == f"source\np({c})={ex.source_proba_image[1]:.2f}"
+    assert titles[1] == f"-1 sd\np({c})={ex.edit_proba_image[1, 0, 0]:.2f}"
     # a fitted classifier passed in is used as it is; edits in sd units say what they need
     wrapped = Img2Tab(tiny_inverter, model.classifier_, progress=False)
     np.testing.assert_array_equal(wrapped.predict_proba(psi), model.predict_proba(psi))

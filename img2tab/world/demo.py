@@ -195,8 +195,8 @@ def run_demo(
         t = ex.concepts[i]
         labels = [concept_label(layout, int(k)) for k in ex.rendered[i]]
         fig = plot_edit_grid(ex.edits.source[i], ex.edits.images[i], labels,
-                             (-cfg.strength, cfg.strength), float(ex.proba[i, 1]),
-                             ex.edit_proba[i], class_name="p(smile)", original=x_te[i])
+                             (-cfg.strength, cfg.strength), float(ex.source_proba_image[i]),
+                             ex.edit_proba_image[i], class_name="p(smile)", original=x_te[i])
         figs[f"explain_{i}"] = _save(fig, out / f"explain_{i}.png")
         explain_rows.append({"image": i, "true": int(test.y[i]), "p_smile": float(ex.proba[i, 1]),
                              "rendered": [int(k) for k in ex.rendered[i]], "concepts": t.to_dicts()})
