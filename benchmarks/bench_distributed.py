@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--early-stopping", type=int, default=3, help="early_stopping_rounds (0: none)")
     p.add_argument("--engine", choices=("streaming", "xgboost.dask"), default="streaming")
     p.add_argument("--fit-rows", type=int, default=2048, help="rows per partition (xgboost.dask engine)")
+    p.add_argument("--external-memory", choices=("auto", "true", "false"), default="auto",
+                   help="streaming engine: page the workers' quantile matrices to disk")
     p.add_argument("--max-cached-hist-node", type=int, default=8,
                    help="XGBoost max_cached_hist_node (bounds the histogram cache)")
     p.add_argument("--single", action="store_true", help="--single-w1 and --single-fit")
@@ -136,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict = {"rows": args.rows, "cols": args.d, "workers": args.workers, "rounds": args.rounds,
                  "depth": args.depth, "early_stopping_rounds": args.early_stopping or None,
                  "engine": args.engine, "memory_limit": args.memory_limit,
+                 "external_memory": args.external_memory,
                  "gb_on_disk": args.rows * args.d * 4 / 1e9, "load_before": os.getloadavg(),
                  "command": "python benchmarks/bench_distributed.py " + " ".join(argv if argv is not None
                                                                                else sys.argv[1:])}
@@ -169,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                 clf = ConceptClassifier(params=xgb_params, random_state=0, device="cpu",
                                         early_stopping_rounds=esr)
                 if args.engine == "streaming":
-                    fit_classifier_dask(clf, dz.psi, y, client=client)
+                    ext = {"auto": "auto", "true": True, "false": False}[args.external_memory]
+                    fit_classifier_dask(clf, dz.psi, y, client=client, external_memory=ext)
                 else:
                     x_rows = dz.psi.rechunk({0: min(args.rows, args.fit_rows), 1: -1})
                     fit_classifier_dask(clf, x_rows, y, client=client, streaming=False)

@@ -183,10 +183,12 @@ def _tied(n=900, d=16, seed=7):
     return x, rng
 
 
-@pytest.mark.parametrize("case", ["mean-mask+early-stop+weights", "drop-mask", "three-classes", "eval-set"])
+@pytest.mark.parametrize("case", ["mean-mask+early-stop+weights", "drop-mask", "three-classes", "eval-set",
+                                  "paged+weights", "paged+eval-set"])
 def test_streaming_fit_equals_the_single_process_fit(case, client):
     """The bounded-memory engine builds the same cuts and trees as a local fit: same predictions,
-    importances, best round and contributions (tied data, so both use exact quantile cuts)."""
+    importances, best round and contributions (tied data, so both use exact quantile cuts), with
+    the workers' matrices in memory or paged to disk (``external_memory=True``)."""
     import dask.array as da
 
     x, rng = _tied()
@@ -195,6 +197,9 @@ def test_streaming_fit_equals_the_single_process_fit(case, client):
     params = {"n_estimators": 25, "max_depth": 3, "learning_rate": 0.3, "n_jobs": 1}
     kw: dict = {"params": params, "random_state": 0, "device": "cpu"}
     fit_kw: dict = {}
+    paged = case.startswith("paged")
+    if paged:
+        case = {"paged+weights": "mean-mask+early-stop+weights", "paged+eval-set": "eval-set"}[case]
     if case == "mean-mask+early-stop+weights":
         kw.update(masked_features=[9], mask_strategy="mean", early_stopping_rounds=4)
         fit_kw["sample_weight"] = rng.uniform(0.5, 2.0, len(x))
@@ -213,10 +218,14 @@ def test_streaming_fit_equals_the_single_process_fit(case, client):
     if case == "eval-set":
         local.fit(x, y, eval_set=(xv, yv))
         fit_classifier_dask(dist, X, y, client=client, eval_set=(da.from_array(xv, chunks=(100, 16)), yv),
-                            batch_rows=60)
+                            batch_rows=60, external_memory=paged)
     else:
-        local.fit(x, y, **fit_kw)
-        fit_classifier_dask(dist, X, y, client=client, batch_rows=60, **fit_kw)  # 16 batches over 2 workers
+        local.fit(x, y, **fit_kw)  # 16 batches over 2 workers:
+        fit_classifier_dask(dist, X, y, client=client, batch_rows=60, external_memory=paged, **fit_kw)
+    if paged:  # the page files are gone with the fit
+        left = client.run(lambda dask_worker: [f for f in os.listdir(dask_worker.local_directory)
+                                               if f.startswith("img2tab-xgb-")])
+        assert left and all(v == [] for v in left.values())
     np.testing.assert_allclose(dist.predict_proba(x), local.predict_proba(x), rtol=0, atol=1e-6)
     np.testing.assert_allclose(dist.feature_importances_, local.feature_importances_, rtol=1e-5, atol=1e-9)
     assert dist.best_iteration_ == local.best_iteration_
@@ -250,6 +259,34 @@ def test_streaming_helpers_known_answers():
     # 1,001 distinct values, 10 bins: XGBoost's pruning of the exact ranks keeps every 100th value
     got = block_summary(np.arange(1001, dtype=np.float32)[:, None], None, max_bin=10)
     np.testing.assert_array_equal(got[:, 0], np.arange(0, 1001, 100))
+    # integer weights summarise like rows repeated that many times (XGBoost's weighted sketch)
+    rng = np.random.default_rng(3)
+    vals = rng.normal(size=(400, 3)).astype(np.float32)
+    vals[:, 2] = np.round(vals[:, 2])  # a tied column too
+    w = rng.integers(0, 5, size=400)
+    np.testing.assert_array_equal(block_summary(vals, None, 16, weights=w.astype(float)),
+                                  block_summary(np.repeat(vals, w, axis=0), None, 16))
+    # weight on the top half moves the cuts up: ranks are weight sums
+    heavy = block_summary(np.arange(100, dtype=np.float32)[:, None], None, 4,
+                          weights=np.r_[np.ones(50), np.full(50, 9.0)])
+    light = block_summary(np.arange(100, dtype=np.float32)[:, None], None, 4)
+    np.testing.assert_array_equal(light[:, 0], [0, 25, 50, 74, 99])
+    assert (heavy[1:4, 0] > light[1:4, 0]).all() and heavy[0, 0] == 0 and heavy[-1, 0] == 99
+    with pytest.raises(Img2TabInputError, match="weights has 3 rows"):
+        block_summary(vals, None, 16, weights=np.ones(3))
+
+
+def test_external_memory_auto_pages_only_what_would_not_fit(client):
+    from img2tab.distributed._xgboost import _use_external_memory
+
+    # two workers of 2 GB: "auto" pages when 2.25 bytes x rows x columns / 2 > 0.5 GB
+    assert _use_external_memory("auto", client, 1000, 9088) is False  # 10 MB per worker
+    assert _use_external_memory("auto", client, 40_000, 9088) is False  # 409 MB per worker
+    assert _use_external_memory("auto", client, 60_000, 9088) is True  # 613 MB per worker
+    assert _use_external_memory(True, client, 10, 10) is True
+    assert _use_external_memory(False, client, 10**7, 9088) is False
+    with pytest.raises(Img2TabInputError, match="external_memory must be"):
+        _use_external_memory("yes", client, 10, 10)
 
 
 def test_cli_relevance_and_fit_on_a_scheduler(tmp_path, client, capsys):

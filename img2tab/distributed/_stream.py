@@ -12,7 +12,10 @@ module trains the same model without either:
 2. **Rows streamed from the store.** Each worker owns a contiguous range of row batches and
    builds its ``xgboost.QuantileDMatrix`` from an ``xgboost.DataIter`` that computes one batch
    at a time (``X[a:b]`` with Dask's synchronous scheduler on that worker), with the reference
-   cuts, so it never holds its partition as float32: only the 1-byte-per-entry bin index.
+   cuts, so it never holds its partition as float32: only XGBoost's bin indices (about 2.2
+   bytes per value: a row-wise and a column-wise copy), or, with ``external_memory``, an
+   ``xgboost.ExtMemQuantileDMatrix`` whose pages live in files of the worker's local directory,
+   so that a worker's memory no longer grows with its rows.
 3. **XGBoost's collective.** A ``RabitTracker`` on the scheduler connects one task per worker;
    ``xgboost.train`` then allreduces gradient histograms and evaluation metrics across them,
    as ``xgboost.dask`` does internally. Rank 0 returns the booster.
@@ -40,8 +43,9 @@ _TRACKERS: list[Any] = []  # keeps the scheduler-side trackers alive until they 
 def _prune(counts: np.ndarray, maxsize: int) -> np.ndarray:
     """Indices of the distinct values XGBoost's summary pruning keeps (``WQSummary::SetPrune``).
 
-    ``counts`` are the multiplicities of a column's sorted distinct values (an exact summary:
-    ``rmin`` = rows below, ``rmax`` = rows up to and including, ``wmin`` = count); the result
+    ``counts`` are the multiplicities (or summed weights) of a column's sorted distinct values
+    (an exact summary: ``rmin`` = rows below, ``rmax`` = rows up to and including, ``wmin`` =
+    count); the result
     holds at most ``maxsize`` ascending indices, the first and the last included. Ranks are
     float32 as in XGBoost.
     """
@@ -65,37 +69,58 @@ def _prune(counts: np.ndarray, maxsize: int) -> np.ndarray:
     return keep if keep[-1] == size - 1 else np.append(keep, size - 1)
 
 
-def block_summary(block: np.ndarray, rows: np.ndarray | None, max_bin: int) -> np.ndarray:
+def block_summary(block: np.ndarray, rows: np.ndarray | None, max_bin: int,
+                  weights: np.ndarray | None = None) -> np.ndarray:
     """At most ``max_bin + 1`` summary values of every column of a ``(N, c)`` block.
 
     The summary of a column is XGBoost's final pruning step applied to the column's exact
-    distribution (its distinct values with their counts), instead of to a streaming sketch of
-    it: the distinct values themselves when there are at most ``max_bin + 1`` of them, which
-    is exactly what XGBoost's sketch gives on such a column; otherwise close to it (XGBoost's
-    sketch is itself approximate there).
+    distribution (its distinct values with their counts, or with their summed weights), instead
+    of to a streaming sketch of it: the distinct values themselves when there are at most
+    ``max_bin + 1`` of them, which is exactly what XGBoost's sketch gives on such a column;
+    otherwise close to it (XGBoost's sketch is itself approximate there). With integer
+    ``weights`` the summary equals that of the block with each row repeated ``weight`` times.
 
     Args:
         block: ``(N, c)`` values (all rows of ``c`` columns).
         rows: optional ``(N,)`` boolean mask of the rows to summarise (the training rows).
         max_bin: XGBoost's ``max_bin``.
+        weights: optional ``(N,)`` non-negative sample weights (XGBoost's weighted sketch);
+            rows of weight 0 are left out.
 
     Returns:
         float32 ``(max_bin + 1, c)``: per column ascending values, padded by repeating the
         largest.
     """
     x = np.asarray(block, dtype=np.float32)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    if w is not None and w.shape[0] != x.shape[0]:
+        raise Img2TabInputError(f"weights has {w.shape[0]} rows but the block has {x.shape[0]}")
     if rows is not None:
         x = x[rows]
+        w = None if w is None else w[rows]
+    if w is not None:
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise Img2TabInputError("weights must be finite and non-negative")
+        x, w = x[w > 0], w[w > 0]  # a row of weight 0 carries no rank
     s = np.ascontiguousarray(x.T)  # (c, n): each column contiguous
-    s.sort(axis=1)  # float32 sorts are the fastest numpy has
     c, n = s.shape
     out = np.zeros((max_bin + 1, c), dtype=np.float32)
     if n == 0:
         return out
+    if w is None:
+        s.sort(axis=1)  # float32 sorts are the fastest numpy has
+        ws = None
+    else:
+        order = np.argsort(s, axis=1, kind="stable")
+        s = np.take_along_axis(s, order, axis=1)
+        ws = w[order]
     for j in range(c):
         col = s[j]
         starts = np.concatenate([[0], np.flatnonzero(col[1:] != col[:-1]) + 1])
-        counts = np.diff(np.append(starts, n))
+        if ws is None:
+            counts = np.diff(np.append(starts, n))
+        else:
+            counts = np.add.reduceat(ws[j], starts)
         values = col[starts][_prune(counts, max_bin + 1)]
         out[: values.size, j] = values
         out[values.size:, j] = values[-1]
@@ -139,13 +164,14 @@ def batch_bounds(n: int, row_chunk: int, n_features: int,
 
 
 def _make_iter(xgboost: Any, X: Any, batches: list[tuple[int, int]], y: np.ndarray,
-               keep: np.ndarray | None, w: np.ndarray | None) -> Any:
-    """An ``xgboost.DataIter`` over ``batches`` of the Dask array ``X`` (rows where ``keep``)."""
+               keep: np.ndarray | None, w: np.ndarray | None, cache_prefix: str | None = None) -> Any:
+    """An ``xgboost.DataIter`` over ``batches`` of the Dask array ``X`` (rows where ``keep``);
+    with ``cache_prefix``, for an ``ExtMemQuantileDMatrix`` whose pages go to files there."""
 
     class RowStream(xgboost.DataIter):
         def __init__(self) -> None:
             self._i = 0
-            super().__init__(release_data=True)
+            super().__init__(cache_prefix=cache_prefix, release_data=True)
 
         def next(self, input_data: Any) -> bool:
             while self._i < len(batches):
@@ -183,29 +209,60 @@ def _start_tracker(n_workers: int, host: str | None) -> dict[str, Any]:
     return dict(tracker.worker_args())
 
 
+def _cache_root() -> str:
+    """The Dask worker's local directory (its scratch space), or the system temp directory."""
+    import tempfile
+
+    try:
+        from distributed import get_worker
+
+        return get_worker().local_directory
+    except (ImportError, ValueError):
+        return tempfile.gettempdir()
+
+
 def _train_task(rank: int, coll_args: dict[str, Any], params: dict[str, Any], rounds: int,
                 early_stopping_rounds: int | None, summary: np.ndarray, max_bin: int,
                 train: tuple[Any, list, np.ndarray, Any, Any],
-                valid: tuple[Any, list, np.ndarray, Any, Any] | None) -> bytes | None:
-    """Runs on one worker: stream its rows into QuantileDMatrix objects, train collectively."""
+                valid: tuple[Any, list, np.ndarray, Any, Any] | None,
+                external_memory: bool = False) -> bytes | None:
+    """Runs on one worker: stream its rows into quantile matrices, train collectively.
+
+    In memory a matrix costs about 2.2 bytes per value (XGBoost keeps a row-wise and a
+    column-wise bin index); with ``external_memory`` its pages go to files in the worker's
+    local directory (removed afterwards) and training reads them back one at a time.
+    """
+    import gc
+    import shutil
+    import tempfile
+
     import xgboost
     from xgboost import collective
 
     n_threads = int(params.get("nthread") or 1)
     ref = cut_reference(summary, max_bin, n_threads)
-    with collective.CommunicatorContext(**coll_args, dmlc_task_id=f"img2tab-{rank:06d}"):
-        ship, batches, y, keep, w = train
-        dtrain = xgboost.QuantileDMatrix(_make_iter(xgboost, ship.array, batches, y, keep, w), ref=ref,
-                                         max_bin=max_bin, nthread=n_threads)
-        evals = []
-        if valid is not None:
-            ship_v, batches_v, y_v, keep_v, w_v = valid
-            dvalid = xgboost.QuantileDMatrix(_make_iter(xgboost, ship_v.array, batches_v, y_v, keep_v, w_v),
-                                             ref=dtrain, max_bin=max_bin, nthread=n_threads)
-            evals = [(dvalid, "validation_0")]
-        booster = xgboost.train(params, dtrain, num_boost_round=rounds, evals=evals,
-                                early_stopping_rounds=early_stopping_rounds, verbose_eval=False)
-        raw = bytes(booster.save_raw("json")) if collective.get_rank() == 0 else None
+    cache = tempfile.mkdtemp(prefix=f"img2tab-xgb-{rank}-", dir=_cache_root()) if external_memory else None
+
+    def matrix(spec: tuple[Any, list, np.ndarray, Any, Any], name: str, reference: Any) -> Any:
+        ship, batches, y, keep, w = spec
+        if cache is None:
+            it = _make_iter(xgboost, ship.array, batches, y, keep, w)
+            return xgboost.QuantileDMatrix(it, ref=reference, max_bin=max_bin, nthread=n_threads)
+        it = _make_iter(xgboost, ship.array, batches, y, keep, w, cache_prefix=f"{cache}/{name}")
+        return xgboost.ExtMemQuantileDMatrix(it, ref=reference, max_bin=max_bin, nthread=n_threads)
+
+    try:
+        with collective.CommunicatorContext(**coll_args, dmlc_task_id=f"img2tab-{rank:06d}"):
+            dtrain = matrix(train, "train", ref)
+            evals = [] if valid is None else [(matrix(valid, "valid", dtrain), "validation_0")]
+            booster = xgboost.train(params, dtrain, num_boost_round=rounds, evals=evals,
+                                    early_stopping_rounds=early_stopping_rounds, verbose_eval=False)
+            raw = bytes(booster.save_raw("json")) if collective.get_rank() == 0 else None
+            del dtrain, evals, booster
+    finally:
+        if cache is not None:
+            gc.collect()  # the matrices' page files are closed when they are freed
+            shutil.rmtree(cache, ignore_errors=True)
     return raw
 
 
@@ -223,7 +280,8 @@ def _split(batches: list[tuple[int, int]], keep: np.ndarray | None,
 
 def stream_train(client: Any, params: dict[str, Any], rounds: int, early_stopping_rounds: int | None,
                  summary: np.ndarray, max_bin: int, train: tuple[Any, np.ndarray, Any, Any],
-                 valid: tuple[Any, np.ndarray, Any, Any] | None, batch_rows: int | None = None) -> bytes:
+                 valid: tuple[Any, np.ndarray, Any, Any] | None, batch_rows: int | None = None,
+                 external_memory: bool = False) -> bytes:
     """Train an XGBoost booster on every worker of ``client`` from streamed row batches.
 
     Args:
@@ -237,6 +295,9 @@ def stream_train(client: Any, params: dict[str, Any], rounds: int, early_stoppin
             ``(N,)`` boolean row mask, optional ``(N,)`` weights.
         valid: the same for the validation rows, or None.
         batch_rows: rows per streamed batch (default: about 96 MB of float32).
+        external_memory: each worker keeps its quantile matrices' pages in files of its local
+            directory (``xgboost.ExtMemQuantileDMatrix``), so its memory does not grow with its
+            rows; same trees as in memory.
 
     Returns:
         The trained booster as XGBoost JSON bytes (from rank 0).
@@ -279,7 +340,7 @@ def stream_train(client: Any, params: dict[str, Any], rounds: int, early_stoppin
     futures = [
         client.submit(_train_task, rank, coll_args, params, rounds, early_stopping_rounds, summary, max_bin,
                       part(train, train_plan[rank]),
-                      None if valid is None else part(valid, valid_plan[rank]),
+                      None if valid is None else part(valid, valid_plan[rank]), external_memory,
                       workers=[addr], allow_other_workers=False, pure=False, retries=0)
         for rank, addr in enumerate(workers)
     ]

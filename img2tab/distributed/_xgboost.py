@@ -56,7 +56,8 @@ def _rows_like(values: np.ndarray, X: Any) -> Any:
 
 def fit_classifier_dask(clf: Any, X: Any, y: Any, *, client: Any, sample_weight: Any = None,
                         eval_set: tuple[Any, Any] | None = None, streaming: bool = True,
-                        batch_rows: int | None = None, cut_block_cols: int = 128) -> Any:
+                        batch_rows: int | None = None, cut_block_cols: int = 128,
+                        external_memory: bool | str = "auto") -> Any:
     """Fit ``clf`` (``model="xgboost"``) on a Dask array across the cluster's workers.
 
     Masking, the early-stopping split (the same stratified split of row indices as a local
@@ -66,11 +67,13 @@ def fit_classifier_dask(clf: Any, X: Any, y: Any, *, client: Any, sample_weight:
 
     - ``streaming=True`` (default, bounded memory): quantile cuts computed exactly by column
       blocks, then every worker streams its range of rows batch by batch into an
-      ``xgboost.QuantileDMatrix`` (1 byte per value) and the workers train together through
-      XGBoost's collective (see :mod:`img2tab.distributed._stream`). A worker never holds its
-      rows as float32 nor XGBoost's quantile sketch. With at most ``max_bin`` distinct values
-      per column (and no ``sample_weight``) the cuts, hence the trees, are those of a local fit;
-      otherwise the cuts are exact quantiles where XGBoost's sketch approximates them.
+      ``xgboost.QuantileDMatrix`` (about 2.2 bytes per value) or, with ``external_memory``,
+      into an ``xgboost.ExtMemQuantileDMatrix`` paged to the worker's local directory; the
+      workers train together through XGBoost's collective (see
+      :mod:`img2tab.distributed._stream`). A worker never holds its rows as float32 nor
+      XGBoost's quantile sketch. With at most ``max_bin + 1`` distinct values per column the
+      cuts, hence the trees, are those of a local fit; otherwise the cuts are exact (weighted,
+      with ``sample_weight``) quantiles where XGBoost's sketch approximates them.
     - ``streaming=False``: ``xgboost.dask`` (row chunks become partitions held in worker memory,
       XGBoost's distributed sketch).
 
@@ -89,6 +92,11 @@ def fit_classifier_dask(clf: Any, X: Any, y: Any, *, client: Any, sample_weight:
             float32, splitting the array's row chunks evenly).
         cut_block_cols: streaming: columns per quantile-cut task (each holds all training rows
             of that many columns: ``N x cut_block_cols x 4`` bytes, twice while sorting).
+        external_memory: streaming: page each worker's matrices to disk (True), keep them in
+            memory (False), or ``"auto"``: page when a worker's in-memory matrices (about
+            ``2.2 x rows x columns`` bytes) would exceed a quarter of its Dask memory limit.
+            The trees are the same either way; paging costs disk space of about 3 bytes per
+            value and some training time.
 
     Returns:
         ``clf``.
@@ -134,7 +142,8 @@ def fit_classifier_dask(clf: Any, X: Any, y: Any, *, client: Any, sample_weight:
     Xm = _masked_view(clf, X)
 
     if streaming:
-        return _fit_streaming(clf, cfg, Xm, y_enc, sw, eval_set, client, batch_rows, cut_block_cols)
+        return _fit_streaming(clf, cfg, Xm, y_enc, sw, eval_set, client, batch_rows, cut_block_cols,
+                              external_memory)
 
     fit_kw: dict[str, Any] = {}
     esr = cfg["early_stopping_rounds"]
@@ -209,8 +218,10 @@ def _split_rows(clf: Any, cfg: dict[str, Any], y_enc: np.ndarray) -> tuple[np.nd
     return np.sort(tr), np.sort(va)
 
 
-def _summaries(client: Any, Xm: Any, keep: np.ndarray | None, max_bin: int, block_cols: int) -> np.ndarray:
-    """``(max_bin + 1, D)`` cut summaries of ``Xm``'s training rows, one task per column block."""
+def _summaries(client: Any, Xm: Any, keep: np.ndarray | None, sw: np.ndarray | None, max_bin: int,
+               block_cols: int) -> np.ndarray:
+    """``(max_bin + 1, D)`` cut summaries of ``Xm``'s training rows (weighted by ``sw``), one
+    task per column block."""
     import dask
 
     from ._stream import block_summary
@@ -219,14 +230,15 @@ def _summaries(client: Any, Xm: Any, keep: np.ndarray | None, max_bin: int, bloc
         raise Img2TabInputError(f"cut_block_cols must be >= 1, got {block_cols}")
     blocks = Xm.rechunk({0: -1, 1: block_cols}).to_delayed().ravel()
     keep_ref = None if keep is None else client.scatter(keep, broadcast=True, hash=False)
-    tasks = [dask.delayed(block_summary)(b, keep_ref, max_bin) for b in blocks]
+    sw_ref = None if sw is None else client.scatter(sw, broadcast=True, hash=False)
+    tasks = [dask.delayed(block_summary)(b, keep_ref, max_bin, sw_ref) for b in blocks]
     parts = client.gather(client.compute(tasks))
     return np.concatenate(parts, axis=1)
 
 
 def _fit_streaming(clf: Any, cfg: dict[str, Any], Xm: Any, y_enc: np.ndarray, sw: np.ndarray | None,
                    eval_set: tuple[Any, Any] | None, client: Any, batch_rows: int | None,
-                   cut_block_cols: int) -> Any:
+                   cut_block_cols: int, external_memory: bool | str) -> Any:
     """The bounded-memory engine of :func:`fit_classifier_dask` (masked view ``Xm`` given)."""
     import dask.array as da
     import xgboost
@@ -270,13 +282,34 @@ def _fit_streaming(clf: Any, cfg: dict[str, Any], Xm: Any, y_enc: np.ndarray, sw
     max_bin = int(params.get("max_bin", 256))
     params["max_bin"] = max_bin
 
-    summary = _summaries(client, Xm, keep, max_bin, cut_block_cols)
-    logger.info("streaming fit: cuts of %d columns computed, %d rounds", summary.shape[1], rounds)
+    n_rows = int(Xm.shape[0]) + (int(valid[0].shape[0]) if eval_set is not None and valid is not None else 0)
+    paged = _use_external_memory(external_memory, client, n_rows, int(Xm.shape[1]))
+    summary = _summaries(client, Xm, keep, sw, max_bin, cut_block_cols)
+    logger.info("streaming fit: cuts of %d columns computed, %d rounds, %s", summary.shape[1], rounds,
+                "matrices paged to disk" if paged else "matrices in memory")
     raw = stream_train(client, params, rounds, esr, summary, max_bin,
-                       (Xm, y_enc.astype(np.float32), keep, sw), valid, batch_rows)
+                       (Xm, y_enc.astype(np.float32), keep, sw), valid, batch_rows, external_memory=paged)
     local = xgboost.XGBClassifier(**sk_params)
     local.load_model(bytearray(raw))
     return _finish(clf, cfg, local)
+
+
+_BYTES_PER_VALUE = 2.25  # in-memory QuantileDMatrix, measured: row-wise + column-wise bin index
+_AUTO_SHARE = 0.25  # "auto" pages when the matrices would take more of a worker's memory limit
+
+
+def _use_external_memory(option: bool | str, client: Any, n_rows: int, n_cols: int) -> bool:
+    """Resolve ``external_memory`` (True, False or "auto") for a fit of ``n_rows x n_cols``."""
+    if option == "auto":
+        workers = client.scheduler_info()["workers"]
+        limits = [int(v.get("memory_limit") or 0) for v in workers.values()]
+        if not limits or min(limits) <= 0:  # no limit: keep it in memory
+            return False
+        per_worker = _BYTES_PER_VALUE * n_rows * n_cols / len(limits)
+        return per_worker > _AUTO_SHARE * min(limits)
+    if isinstance(option, bool | np.bool_):
+        return bool(option)
+    raise Img2TabInputError(f"external_memory must be True, False or 'auto', got {option!r}")
 
 
 def predict_proba_dask(clf: Any, X: Any, *, client: Any) -> Any:
