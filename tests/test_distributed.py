@@ -307,6 +307,21 @@ def test_cli_relevance_and_fit_on_a_scheduler(tmp_path, client, capsys):
     assert main(["fit", ds, "-o", str(tmp_path / "clf"), "--no-progress", "--device", "cpu",
                  "--param", "n_estimators=10", "--param", "max_depth=2", "--scheduler", addr]) == 0
     assert np.argmax(load_classifier(tmp_path / "clf").feature_importances_) == 11
+    # the other engine, and the streaming engine paged to disk: the same planted concept, and the
+    # paged fit the same model as the in-memory one
+    fit = ["fit", ds, "--no-progress", "--device", "cpu", "--param", "n_estimators=10", "--param",
+           "max_depth=2", "--scheduler", addr]
+    assert main([*fit, "-o", str(tmp_path / "xd"), "--dask-engine", "xgboost.dask"]) == 0
+    assert np.argmax(load_classifier(tmp_path / "xd").feature_importances_) == 11
+    assert main([*fit, "-o", str(tmp_path / "paged"), "--external-memory", "yes"]) == 0
+    np.testing.assert_allclose(load_classifier(tmp_path / "paged").predict_proba(x),
+                               load_classifier(tmp_path / "clf").predict_proba(x), rtol=0, atol=1e-6)
+    capsys.readouterr()
+    assert main(["fit", ds, "-o", str(tmp_path / "no"), "--external-memory", "yes"]) == 2
+    assert "--dask-engine / --external-memory need --scheduler or --workers" in capsys.readouterr().err
+    assert main([*fit, "-o", str(tmp_path / "no"), "--dask-engine", "xgboost.dask",
+                 "--external-memory", "no"]) == 2
+    assert "--external-memory applies to --dask-engine streaming only" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["relevance", str(tmp_path / "d.psi"), "--scheduler", addr, "--workers", "2"])
     # three classes: the same named one-vs-rest columns and explicit aggregate as the local path

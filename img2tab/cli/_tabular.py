@@ -212,16 +212,29 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         device=args.device,
         early_stopping_rounds=args.early_stopping_rounds,
     )
+    on_cluster = args.scheduler is not None or args.workers is not None
+    if not on_cluster and (args.dask_engine is not None or args.external_memory is not None):
+        raise Img2TabInputError("--dask-engine / --external-memory need --scheduler or --workers")
+    engine = args.dask_engine or "streaming"
+    if on_cluster and args.model != "xgboost":
+        raise Img2TabInputError(f"--scheduler / --workers fit --model xgboost only, not {args.model}")
+    if engine == "xgboost.dask" and args.external_memory is not None:
+        raise Img2TabInputError("--external-memory applies to --dask-engine streaming only")
     logger.info("fitting %s on %d rows x %d features", args.model, len(ds), ds.n_features)
     with cluster_client(args) as client:
         try:
             if client is None:
                 clf.fit(ds.psi, ds.labels, progress=not args.no_progress)
-            else:  # bounded-memory streaming fit: workers read the memory-mapped Ψ in place
-                from img2tab.distributed import dataset_as_dask
+            else:  # workers read the memory-mapped Ψ in place
+                from img2tab.distributed import dataset_as_dask, fit_classifier_dask
 
                 x = dataset_as_dask(args.dataset, chunk_rows=16384, chunk_cols=256).psi
-                clf.fit(x, ds.labels, client=client)
+                if engine == "streaming":  # bounded memory: cuts by column blocks, rows streamed
+                    ext = {None: "auto", "auto": "auto", "yes": True, "no": False}[args.external_memory]
+                    fit_classifier_dask(clf, x, ds.labels, client=client, external_memory=ext)
+                else:  # xgboost.dask: partitions of whole rows held in worker memory
+                    fit_classifier_dask(clf, x.rechunk({0: 2048, 1: -1}), ds.labels, client=client,
+                                        streaming=False)
         except (ValueError, TypeError) as exc:
             raise _param_error(exc, params, args.model) from exc
     from img2tab import Img2Tab
@@ -464,6 +477,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--eval", metavar="DATASET", help="also report metrics on this dataset (default: none)")
     _add_classes(p)
     add_cluster(p)
+    p.add_argument("--dask-engine", choices=("streaming", "xgboost.dask"), default=None,
+                   help="with --scheduler / --workers: the bounded-memory streaming fit, or "
+                   "xgboost.dask (every worker holds its rows and XGBoost's sketch) "
+                   "(default: streaming)")
+    p.add_argument("--external-memory", choices=("auto", "yes", "no"), default=None,
+                   help="streaming engine: page each worker's quantile matrices to its local "
+                   "directory; auto pages when they would exceed a quarter of the worker's "
+                   "memory limit (default: auto)")
     add_overwrite(p)
     _add_progress(p)
     p.set_defaults(func=_cmd_fit)
