@@ -43,6 +43,22 @@ def test_encode_psi_equals_per_image_encoding(tiny_inverter):
     np.testing.assert_allclose(psi3, psi_ref, rtol=1e-5, atol=1e-5)
     empty, w0 = inv.encode_psi(x[:0])
     assert empty.shape == (0, inv.layout.total) and tuple(w0.shape) == (0, *w.shape[1:])
+    # the channels-last default on CPU and the plain layout: the same Ψ
+    nchw, _ = inv.encode_psi(x, batch_size=4, channels_last=False)
+    nhwc, _ = inv.encode_psi(x, batch_size=4, channels_last=True)
+    np.testing.assert_allclose(nhwc, nchw, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(nchw, psi_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [7, 8])
+def test_subsample_shortcut_equals_the_official_maxpool(size):
+    from img2tab.networks.e4e import Subsample
+
+    x = torch.randn(2, 3, size, size)
+    for stride in (1, 2):
+        got = Subsample(stride)(x)
+        torch.testing.assert_close(got, torch.nn.MaxPool2d(1, stride)(x), rtol=0, atol=0)
+    assert Subsample(1)(x) is x  # no copy
 
 
 def test_uint8_images_follow_the_rule(tiny_inverter):

@@ -154,13 +154,28 @@ class SEModule(nn.Module):
         return x * self.sigmoid(self.fc2(self.relu(self.fc1(self.avg_pool(x)))))
 
 
+class Subsample(nn.Module):
+    """Every ``stride``-th row and column: ``[B, C, H, W] -> [B, C, ceil(H/s), ceil(W/s)]``.
+
+    Equal to the official ``MaxPool2d(1, stride)`` shortcut (a 1x1 max is the value itself)
+    without its index bookkeeping, and the identity without a copy when ``stride`` is 1.
+    """
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = int(stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.stride == 1 else x[:, :, :: self.stride, :: self.stride]
+
+
 class BottleneckIR(nn.Module):
     """IR(-SE) bottleneck unit (keys ``res_layer.*``, ``shortcut_layer.*``)."""
 
     def __init__(self, in_channel: int, depth: int, stride: int, se: bool = True) -> None:
         super().__init__()
         if in_channel == depth:
-            self.shortcut_layer: nn.Module = nn.MaxPool2d(1, stride)
+            self.shortcut_layer: nn.Module = Subsample(stride)
         else:
             self.shortcut_layer = nn.Sequential(
                 nn.Conv2d(in_channel, depth, 1, stride, bias=False), nn.BatchNorm2d(depth)
