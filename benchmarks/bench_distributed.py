@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -65,24 +66,43 @@ def write_store(path: Path, n: int, d: int, chunk_rows: int, seed: int = 0,
     return y, planted
 
 
+def _local_dir_bytes(dask_worker) -> int:
+    """Bytes of the files under a worker's local directory (XGBoost's page files live there)."""
+    total = 0
+    for root, _, files in os.walk(dask_worker.local_directory):
+        for f in files:
+            with contextlib.suppress(OSError):  # removed meanwhile
+                total += os.path.getsize(os.path.join(root, f))
+    return total
+
+
 class RssSampler:
-    """Largest RSS of every worker process of ``client``, sampled in a thread."""
+    """Largest RSS of every worker process of ``client``, sampled in a thread, and the largest
+    size of each worker's local directory (sampled every 10th time)."""
 
     def __init__(self, client, every: float = 0.2) -> None:
-        self.client, self.every, self.peak = client, every, {}
+        self.client, self.every, self.peak, self.disk = client, every, {}, {}
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         import psutil
 
+        tick = 0
         while not self._stop.is_set():
             try:
                 for addr, rss in self.client.run(lambda: psutil.Process().memory_info().rss).items():
                     self.peak[addr] = max(self.peak.get(addr, 0), rss)
+                if tick % 10 == 0:
+                    for addr, size in self.client.run(_local_dir_bytes).items():
+                        self.disk[addr] = max(self.disk.get(addr, 0), size)
             except Exception:  # a worker restarting
                 pass
+            tick += 1
             self._stop.wait(self.every)
+
+    def disk_gib(self) -> list[float]:
+        return [round(v / 2**30, 3) for v in self.disk.values()]
 
     def __enter__(self):
         self._t.start()
@@ -130,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     dask.config.set({"distributed.comm.timeouts.connect": "300s", "distributed.comm.timeouts.tcp": "600s"})
 
     from img2tab.distributed import fit_classifier_dask, open_zarr, wasserstein_relevance_dask
+    from img2tab.distributed._xgboost import _use_external_memory
     from img2tab.tabular import ConceptClassifier, wasserstein_relevance
 
     single_w1, single_fit = args.single or args.single_w1, args.single or args.single_fit
@@ -173,12 +194,14 @@ def main(argv: list[str] | None = None) -> int:
                                         early_stopping_rounds=esr)
                 if args.engine == "streaming":
                     ext = {"auto": "auto", "true": True, "false": False}[args.external_memory]
+                    res["paged"] = _use_external_memory(ext, client, args.rows, args.d)
                     fit_classifier_dask(clf, dz.psi, y, client=client, external_memory=ext)
                 else:
                     x_rows = dz.psi.rechunk({0: min(args.rows, args.fit_rows), 1: -1})
                     fit_classifier_dask(clf, x_rows, y, client=client, streaming=False)
                 res["fit_dask_s"] = time.perf_counter() - t0
             res["fit_dask_peak_rss_gib"] = s.gib()
+            res["fit_dask_peak_local_dir_gib"] = s.disk_gib()
             res["fit_dask_worker_cpu_s"] = [b - a for a, b in zip(cpu0, worker_cpu(client), strict=True)]
         finally:
             client.close()

@@ -82,6 +82,61 @@ def test_resume_refuses_other_inputs(tmp_path, folder, tiny_inverter, monkeypatc
         encode_to_dataset(folder, tiny_inverter, tmp_path / "o.psi", progress=False)
 
 
+def test_precision_is_recorded_and_a_resume_must_keep_it(tmp_path, folder, tiny_inverter, monkeypatch):
+    import json
+
+    real = enc_mod.iter_image_batches
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        yield from real(*a, **k)
+
+    monkeypatch.setattr(enc_mod, "iter_image_batches", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        encode_to_dataset(folder, tiny_inverter, tmp_path / "o.psi", shard_size=4, progress=False,
+                          precision="bfloat16")
+    monkeypatch.setattr(enc_mod, "iter_image_batches", real)
+    manifest = tmp_path / "o.psi.shards" / "manifest.json"
+    assert json.loads(manifest.read_text())["model"]["precision"] == "bfloat16"
+    with pytest.raises(Img2TabInputError, match="unfinished run"):  # float32 rows would mix in
+        encode_to_dataset(folder, tiny_inverter, tmp_path / "o.psi", shard_size=4, progress=False)
+    ds = encode_to_dataset(folder, tiny_inverter, tmp_path / "o.psi", shard_size=4, progress=False,
+                           precision="bfloat16")
+    assert ds.meta["encoder"]["precision"] == "bfloat16"
+    exact = _expected(tiny_inverter, folder)
+    err = np.abs(ds.psi - exact).max()
+    assert 0 < err < 0.05 * np.abs(exact).max()  # bfloat16: close, not equal
+    with pytest.raises(Img2TabInputError, match="precision must be"):
+        encode_to_dataset(folder, tiny_inverter, tmp_path / "g.psi", progress=False, precision="fp16")
+
+
+def test_old_manifest_without_precision_resumes_as_float32(tmp_path, folder, tiny_inverter, monkeypatch):
+    import json
+
+    real = enc_mod.iter_image_batches
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        yield from real(*a, **k)
+
+    monkeypatch.setattr(enc_mod, "iter_image_batches", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        encode_to_dataset(folder, tiny_inverter, tmp_path / "o.psi", shard_size=4, progress=False)
+    monkeypatch.setattr(enc_mod, "iter_image_batches", real)
+    manifest = tmp_path / "o.psi.shards" / "manifest.json"
+    old = json.loads(manifest.read_text())
+    del old["model"]["precision"]
+    manifest.write_text(json.dumps(old))
+    ds = encode_to_dataset(folder, tiny_inverter, tmp_path / "o.psi", shard_size=4, progress=False)
+    np.testing.assert_allclose(ds.psi, _expected(tiny_inverter, folder), rtol=1e-5, atol=1e-5)
+
+
 def test_skip_errors_records_bad_files(tmp_path, folder, tiny_inverter):
     (folder / "zzz_broken.png").write_bytes(b"not a png")
     with pytest.warns(UserWarning, match="skipped 1"):

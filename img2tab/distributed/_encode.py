@@ -21,11 +21,11 @@ logger = logging.getLogger(__name__)
 
 
 def _shard_task(chunk: list, inverter: Any, target: str, batch_size: int, crop: str | None,
-                skip_errors: bool) -> str:
+                skip_errors: bool, precision: str = "float32") -> str:
     """Runs on a worker: encode one shard on the CPU and write it (atomically)."""
     inv = inverter.eval()
     return os.fspath(encode_shard(chunk, inv, target, batch_size=batch_size, crop=crop,
-                                  skip_errors=skip_errors))
+                                  skip_errors=skip_errors, precision=precision))
 
 
 def encode_distributed(
@@ -44,6 +44,7 @@ def encode_distributed(
     retries: int = 2,
     progress: bool = True,
     meta: dict | None = None,
+    precision: str = "float32",
 ) -> PsiDataset:
     """:func:`img2tab.encode.encode_to_dataset` with one task per shard on a Dask cluster.
 
@@ -64,7 +65,7 @@ def encode_distributed(
         client: a :class:`distributed.Client`.
         retries: extra rounds for shards that failed or were lost with a worker.
         batch_size, shard_size, labels, protected, label_names, skip_errors, crop, progress,
-            meta: as for :func:`~img2tab.encode.encode_to_dataset`.
+            meta, precision: as for :func:`~img2tab.encode.encode_to_dataset`.
 
     Returns:
         The finished dataset (memory-mapped).
@@ -76,7 +77,8 @@ def encode_distributed(
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    run = plan_encoding(sources, inverter, out, batch_size=batch_size, shard_size=shard_size, crop=crop)
+    run = plan_encoding(sources, inverter, out, batch_size=batch_size, shard_size=shard_size, crop=crop,
+                        precision=precision)
     n_done = len(run.finished())
     logger.info("encoding %d of %d shards on the cluster", run.n_shards - n_done, run.n_shards)
     failed: list[tuple[int, str]] = []
@@ -92,7 +94,7 @@ def encode_distributed(
             inv_ref = client.scatter(inverter, broadcast=True, hash=False)
             futures = {
                 client.submit(_shard_task, run.shard_items(s), inv_ref, os.fspath(run.shard_path(s)),
-                              batch_size, crop, skip_errors, pure=False): s
+                              batch_size, crop, skip_errors, precision, pure=False): s
                 for s in todo
             }
             failed = []
