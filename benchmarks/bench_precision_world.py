@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=500)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=32, help="images per encoder call")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     from scipy.stats import spearmanr
@@ -54,9 +55,9 @@ def main() -> None:
         best = float("inf")
         for _ in range(args.repeats):
             t = time.perf_counter()
-            tr, _ = inv.encode_psi(x_tr, batch_size=128, with_w=False, precision=prec)
+            tr, _ = inv.encode_psi(x_tr, batch_size=args.batch_size, with_w=False, precision=prec)
             best = min(best, (time.perf_counter() - t) / len(x_tr))
-        te, _ = inv.encode_psi(x_te, batch_size=128, with_w=False, precision=prec)
+        te, _ = inv.encode_psi(x_te, batch_size=args.batch_size, with_w=False, precision=prec)
         psi[prec] = (tr, te)
         res[f"s_per_image_{prec}"] = best
     res["speedup_bfloat16"] = res["s_per_image_float32"] / res["s_per_image_bfloat16"]

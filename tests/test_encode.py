@@ -82,9 +82,8 @@ def test_resume_refuses_other_inputs(tmp_path, folder, tiny_inverter, monkeypatc
         encode_to_dataset(folder, tiny_inverter, tmp_path / "o.psi", progress=False)
 
 
-def test_precision_is_recorded_and_a_resume_must_keep_it(tmp_path, folder, tiny_inverter, monkeypatch):
-    import json
-
+def _interrupt_second_shard(monkeypatch):
+    """Make encoding die on the second shard; return the real batch reader to restore."""
     real = enc_mod.iter_image_batches
     calls = {"n": 0}
 
@@ -95,6 +94,13 @@ def test_precision_is_recorded_and_a_resume_must_keep_it(tmp_path, folder, tiny_
         yield from real(*a, **k)
 
     monkeypatch.setattr(enc_mod, "iter_image_batches", flaky)
+    return real
+
+
+def test_precision_is_recorded_and_a_resume_must_keep_it(tmp_path, folder, tiny_inverter, monkeypatch):
+    import json
+
+    real = _interrupt_second_shard(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         encode_to_dataset(folder, tiny_inverter, tmp_path / "o.psi", shard_size=4, progress=False,
                           precision="bfloat16")
@@ -116,16 +122,7 @@ def test_precision_is_recorded_and_a_resume_must_keep_it(tmp_path, folder, tiny_
 def test_old_manifest_without_precision_resumes_as_float32(tmp_path, folder, tiny_inverter, monkeypatch):
     import json
 
-    real = enc_mod.iter_image_batches
-    calls = {"n": 0}
-
-    def flaky(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        yield from real(*a, **k)
-
-    monkeypatch.setattr(enc_mod, "iter_image_batches", flaky)
+    real = _interrupt_second_shard(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         encode_to_dataset(folder, tiny_inverter, tmp_path / "o.psi", shard_size=4, progress=False)
     monkeypatch.setattr(enc_mod, "iter_image_batches", real)

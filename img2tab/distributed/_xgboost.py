@@ -95,8 +95,8 @@ def fit_classifier_dask(clf: Any, X: Any, y: Any, *, client: Any, sample_weight:
         external_memory: streaming: page each worker's matrices to disk (True), keep them in
             memory (False), or ``"auto"``: page when a worker's in-memory matrices (about
             ``2.2 x rows x columns`` bytes) would exceed a quarter of its Dask memory limit.
-            The trees are the same either way; paging costs disk space of about 3 bytes per
-            value and some training time.
+            The trees are the same either way; paging costs local disk space (3.7 bytes per
+            value measured at 200,000 x 9,088) and reads the pages back every round.
 
     Returns:
         ``clf``.
