@@ -9,7 +9,10 @@ with ``Inverter.encode_psi(precision="float32")`` and ``precision="bfloat16"``, 
 - W1 relevance (standardised): Spearman correlation over all columns and overlap of the top 10 /
   top 50 columns;
 - XGBoost (``ConceptClassifier(random_state=0)``) fitted on each training Ψ: test accuracy on its
-  own Ψ, and the float32 model applied to bfloat16 test Ψ (is bfloat16 Ψ a drop-in input?).
+  own Ψ, and the float32 model applied to bfloat16 test Ψ (is bfloat16 Ψ a drop-in input?);
+- and, as a control, the float32 default (channels-last from 8 images per batch) against float32
+  NCHW batches (``channels_last=False``, the layout before 2026-12-01): Ψ, W1 and XGBoost
+  probabilities.
 
 Usage::
 
@@ -79,6 +82,15 @@ def main() -> None:
     res["xgb_test_acc_float32"] = float((clf_f.predict(f_te) == test.y).mean())
     res["xgb_test_acc_bfloat16"] = float((clf_b.predict(b_te) == test.y).mean())
     res["xgb_float32_model_on_bfloat16_test_acc"] = float((clf_f.predict(b_te) == test.y).mean())
+    n_tr, _ = inv.encode_psi(x_tr, batch_size=args.batch_size, with_w=False, channels_last=False)
+    n_te, _ = inv.encode_psi(x_te, batch_size=args.batch_size, with_w=False, channels_last=False)
+    res["nchw_vs_default_psi_max_abs_diff"] = float(max(np.abs(n_tr - f_tr).max(), np.abs(n_te - f_te).max()))
+    w_n = wasserstein_relevance(n_tr, train.y)
+    res["nchw_vs_default_w1_max_abs_diff"] = float(np.abs(w_n - w_f).max())
+    res["nchw_vs_default_w1_top50_same_order"] = bool((np.argsort(-w_n)[:50] == np.argsort(-w_f)[:50]).all())
+    clf_n = ConceptClassifier(random_state=0).fit(n_tr, train.y)
+    res["nchw_vs_default_xgb_test_max_abs_dp"] = float(
+        np.abs(clf_n.predict_proba(n_te) - clf_f.predict_proba(f_te)).max())
     res["load_avg_end"] = os.getloadavg()
     print(json.dumps(res, indent=2))
     if args.json:

@@ -84,7 +84,7 @@ def encode_to_dataset(
         progress: show a progress bar.
         meta: extra metadata stored with the dataset.
         precision: ``"float32"`` (exact) or ``"bfloat16"`` (the encoder under bfloat16
-            autocast: faster on CPUs with AVX-512 BF16, Ψ off by up to ~1e-2; see
+            autocast: faster on some CPUs and batch sizes, Ψ off by up to ~2e-2; see
             :meth:`Inverter.encode_psi`). Recorded in the manifest (a resumed run must use the
             same) and in the dataset's ``meta["encoder"]``.
 

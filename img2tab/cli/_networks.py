@@ -126,8 +126,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="images per encoder call")
     p.add_argument("--shard-size", type=int, default=1024, help="images per resumable shard")
     p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
-                   help="encoder arithmetic: float32 (exact) or bfloat16 autocast (about 2.4x faster "
-                   "on CPUs with AVX-512 BF16, Psi off by up to ~1e-2; see benchmarks/RESULTS.md)")
+                   help="encoder arithmetic: float32 (exact) or bfloat16 autocast (Psi off by up to "
+                   "~2e-2; measured 2.4x faster for the 1024 px encoder at --batch-size 8 on an "
+                   "AVX-512 BF16 CPU, not faster at 32; see benchmarks/RESULTS.md)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     p.add_argument("--labels", help="CSV with a header; first column (or --id-column) = file name")
     p.add_argument("--id-column", help="CSV column holding the file names (default: the first)")
