@@ -25,12 +25,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
 import torch
+from _results import report
 
 from img2tab.networks.e4e import BottleneckIR, Encoder4Editing, EncoderConfig, Subsample
 from img2tab.networks.inverter import Inverter
@@ -136,12 +136,7 @@ def main() -> None:
         v["speedup_vs_before_batch1"] = base / v["s_per_image"]
         v["achieved_gflops"] = res["encoder_gflop_per_image"] / v["s_per_image"]
     res["load_avg_end"] = os.getloadavg()
-    print(json.dumps(res, indent=2))
-    if args.json:
-        from img2tab._atomic import atomic_write_text
-
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.json, json.dumps(res, indent=2) + "\n")
+    report(res, args.json)
 
 
 if __name__ == "__main__":

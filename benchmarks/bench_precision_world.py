@@ -22,13 +22,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _results import report
 
 
 def main() -> None:
@@ -92,12 +92,7 @@ def main() -> None:
     res["nchw_vs_default_xgb_test_max_abs_dp"] = float(
         np.abs(clf_n.predict_proba(n_te) - clf_f.predict_proba(f_te)).max())
     res["load_avg_end"] = os.getloadavg()
-    print(json.dumps(res, indent=2))
-    if args.json:
-        from img2tab._atomic import atomic_write_text
-
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.json, json.dumps(res, indent=2) + "\n")
+    report(res, args.json)
 
 
 if __name__ == "__main__":
